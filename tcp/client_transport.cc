@@ -1,0 +1,446 @@
+#include "tcp/client_transport.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+
+#include "base/log.h"
+
+namespace zcio::tcp {
+namespace {
+
+Error asioError(const error_code& ec, const std::string& what) {
+  int code = ec.category() == boost::system::system_category() ? ec.value() : EIO;
+  if (ec == asio::error::eof) code = ECONNRESET;
+  return makeError(code, what + ": " + ec.message());
+}
+
+constexpr size_t kMaxGatherFrames = 16;
+
+}  // namespace
+
+TcpClientTransport::TcpClientTransport(ClientOptions options)
+    : options_(std::move(options)),
+      work_(asio::make_work_guard(io_)),
+      socket_(io_),
+      sweep_timer_(io_),
+      table_(options_.table_capacity),
+      frames_(table_.capacity()),
+      scratch_(256 * 1024) {
+  if (!options_.pool) options_.pool = iobuf::BufferPool::create();
+  if (options_.receive_piece == 0) options_.receive_piece = 256 * 1024;
+}
+
+Result<std::unique_ptr<TcpClientTransport>> TcpClientTransport::connect(const std::string& host,
+                                                                        uint16_t port,
+                                                                        ClientOptions options) {
+  auto transport = std::make_unique<TcpClientTransport>(std::move(options));
+  ZCIO_RETURN_IF_ERROR(transport->open(host, port));
+  return transport;
+}
+
+Result<void> TcpClientTransport::open(const std::string& host, uint16_t port) {
+  error_code ec;
+  asio::ip::tcp::resolver resolver(io_);
+  auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+  if (ec) return asioError(ec, "resolve " + host);
+  // Connect with a deadline so a black-holed address cannot hang the caller.
+  bool done = false;
+  asio::async_connect(socket_, endpoints,
+                      [&](const error_code& e, const asio::ip::tcp::endpoint&) {
+                        ec = e;
+                        done = true;
+                      });
+  asio::steady_timer deadline(io_, options_.connect_timeout);
+  deadline.async_wait([&](const error_code& e) {
+    if (!e) socket_.cancel();
+  });
+  while (!done && io_.run_one() > 0) {
+  }
+  deadline.cancel();
+  io_.poll();
+  io_.restart();
+  if (ec) {
+    if (ec == asio::error::operation_aborted) {
+      return makeError(ETIMEDOUT, "connect to " + host + ":" + std::to_string(port) + " timed out");
+    }
+    return asioError(ec, "connect to " + host + ":" + std::to_string(port));
+  }
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  auto local = socket_.local_endpoint(ec);
+  auto remote = socket_.remote_endpoint(ec);
+  description_ = "tcp " + local.address().to_string() + ":" + std::to_string(local.port()) +
+                 " -> " + remote.address().to_string() + ":" + std::to_string(remote.port());
+  readPreamble();
+  thread_ = std::thread([this] { io_.run(); });
+  return okResult();
+}
+
+TcpClientTransport::~TcpClientTransport() { shutdown(); }
+
+void TcpClientTransport::submit(rpc::CallPtr call) {
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (!stopping_) {
+      asio::post(io_, [this, call = std::move(call)]() mutable { start(std::move(call)); });
+      return;
+    }
+  }
+  call->done(makeError(ESHUTDOWN, "transport is shut down"));
+}
+
+void TcpClientTransport::cancel(rpc::CallPtr call) {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (stopping_) return;
+  asio::post(io_, [this, call = std::move(call)] {
+    rpc::PendingRequest* entry = table_.find(call->xid);
+    if (entry == nullptr || entry->call != call) return;  // already completed
+    counters_.cancels.fetch_add(1, std::memory_order_relaxed);
+    abandon(*entry, makeError(ECANCELED, "call cancelled"));
+  });
+}
+
+void TcpClientTransport::shutdown() {
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+    asio::post(io_, [this] {
+      failConnection(makeError(ESHUTDOWN, "transport is shut down"));
+      sweep_timer_.cancel();
+    });
+    work_.reset();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void TcpClientTransport::start(rpc::CallPtr call) {
+  if (closed_) {
+    call->done(close_error_);
+    return;
+  }
+  auto deadline = std::chrono::steady_clock::now() + call->timeout;
+  auto inserted = table_.insert(call, deadline);
+  if (!inserted) {
+    call->done(inserted.error());
+    return;
+  }
+  rpc::PendingRequest& entry = **inserted;
+  call->xid = entry.xid;
+  entry.sending = true;
+  SlotFrame& frame = frameOf(entry.xid);
+  frame.on_wire = false;
+  frame.parked.reset();
+  call->header.SerializeToString(&frame.header);
+  rpc::Preamble p;
+  p.type = rpc::FrameType::kCall;
+  p.header_length = static_cast<uint32_t>(frame.header.size());
+  p.xid = entry.xid;
+  p.payload_length = call->payload.totalLength();
+  frame.preamble = rpc::encodePreamble(p);
+  counters_.calls.fetch_add(1, std::memory_order_relaxed);
+  send_queue_.push_back(entry.xid);
+  flushSends();
+  armSweep();
+}
+
+void TcpClientTransport::flushSends() {
+  if (writing_ || closed_ || send_queue_.empty()) return;
+  send_buffers_.clear();
+  sending_batch_.clear();
+  size_t taken = 0;
+  for (; taken < send_queue_.size() && sending_batch_.size() < kMaxGatherFrames; ++taken) {
+    uint64_t xid = send_queue_[taken];
+    rpc::PendingRequest* entry = table_.find(xid);
+    if (entry == nullptr) continue;  // cancelled before it reached the wire
+    SlotFrame& frame = frameOf(xid);
+    frame.on_wire = true;
+    send_buffers_.emplace_back(frame.preamble.data(), frame.preamble.size());
+    send_buffers_.emplace_back(frame.header.data(), frame.header.size());
+    for (const auto& s : entry->call->payload.slices()) {
+      send_buffers_.emplace_back(s.data(), s.length);
+    }
+    sending_batch_.push_back(xid);
+  }
+  send_queue_.erase(send_queue_.begin(), send_queue_.begin() + static_cast<long>(taken));
+  if (sending_batch_.empty()) return;
+  writing_ = true;
+  asio::async_write(socket_, send_buffers_, [this](const error_code& ec, size_t) {
+    writing_ = false;
+    if (closed_) return;
+    if (ec) {
+      failConnection(asioError(ec, "send to server"));
+      return;
+    }
+    onSent(sending_batch_);
+    flushSends();
+  });
+}
+
+void TcpClientTransport::onSent(const std::vector<uint64_t>& xids) {
+  for (uint64_t xid : xids) {
+    rpc::PendingRequest* entry = table_.find(xid);
+    if (entry == nullptr) continue;
+    frameOf(xid).on_wire = false;
+    entry->sending = false;
+    uint64_t bytes = entry->call->payload.totalLength();
+    counters_.payload_bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
+    if (entry->state == rpc::RequestState::kReceiving) continue;
+    SlotFrame& frame = frameOf(xid);
+    if (entry->abandoned) {
+      frame.parked.reset();
+      finish(*entry, entry->abandon_error);
+    } else if (frame.parked) {
+      auto reply = std::move(*frame.parked);
+      frame.parked.reset();
+      finish(*entry, std::move(reply));
+    }
+  }
+}
+
+void TcpClientTransport::abandon(rpc::PendingRequest& entry, Error error) {
+  bool on_wire = entry.sending && frameOf(entry.xid).on_wire;
+  if (entry.state == rpc::RequestState::kReceiving || on_wire) {
+    // The caller's memory is in use right now; completion waits for the
+    // piece boundary (receive) or the end of the write (send).
+    if (!entry.abandoned) {
+      entry.abandoned = true;
+      entry.abandon_error = std::move(error);
+    }
+    return;
+  }
+  // Not on the wire, or sent and waiting: nothing touches the caller's memory
+  // any more, and a late reply will find a stale xid and be drained.
+  finish(entry, std::move(error));
+}
+
+void TcpClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
+  rpc::CallPtr call = std::move(entry.call);
+  table_.erase(&entry);
+  call->done(std::move(result));
+}
+
+// ---- receive path -------------------------------------------------------
+
+void TcpClientTransport::readPreamble() {
+  asio::async_read(socket_, asio::buffer(rx_preamble_), [this](const error_code& ec, size_t) {
+    if (closed_) return;
+    if (ec) {
+      failConnection(asioError(ec, "receive from server"));
+      return;
+    }
+    onPreamble();
+  });
+}
+
+void TcpClientTransport::onPreamble() {
+  auto decoded = rpc::decodePreamble(rx_preamble_, options_.max_payload);
+  if (!decoded) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(decoded.error());
+    return;
+  }
+  rx_frame_ = *decoded;
+  if (rx_frame_.type != rpc::FrameType::kReply) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "frame: server sent a call, expected a reply"));
+    return;
+  }
+  rx_header_.resize(rx_frame_.header_length);
+  asio::async_read(socket_, asio::buffer(rx_header_), [this](const error_code& ec, size_t) {
+    if (closed_) return;
+    if (ec) {
+      failConnection(asioError(ec, "receive reply header"));
+      return;
+    }
+    onHeader();
+  });
+}
+
+void TcpClientTransport::onHeader() {
+  rx_reply_ = rpc::ReplyData{};
+  if (!rx_reply_.header.ParseFromArray(rx_header_.data(), static_cast<int>(rx_header_.size()))) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "frame: reply header does not parse"));
+    return;
+  }
+  uint64_t xid = rx_frame_.xid;
+  uint64_t length = rx_frame_.payload_length;
+  switch (table_.classify(xid)) {
+    case rpc::XidClass::kNeverIssued:
+      counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      failConnection(makeError(EPROTO, "frame: reply for xid " + std::to_string(xid) +
+                                           " that was never issued"));
+      return;
+    case rpc::XidClass::kStale:
+      // The call timed out or was cancelled: its memory is no longer ours.
+      counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
+      ZCIO_LOG(kDebug, "late reply for xid ", xid, ", draining ", length, " bytes");
+      drain(length);
+      return;
+    case rpc::XidClass::kLive:
+      break;
+  }
+  rpc::PendingRequest& entry = *table_.find(xid);
+  rpc::Call& call = *entry.call;
+  if (entry.state == rpc::RequestState::kReceiving) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "frame: second reply for xid " + std::to_string(xid)));
+    return;
+  }
+  counters_.replies.fetch_add(1, std::memory_order_relaxed);
+  if (entry.abandoned) {  // cancelled while its frame was on the wire
+    drain(length);
+    return;
+  }
+  uint64_t capacity = call.direct ? iobuf::iovLength(call.destination) : call.reply_capacity;
+  if (length > capacity) {
+    // Never write past (or into) a destination that cannot hold the reply.
+    abandon(entry, makeError(EMSGSIZE, "reply payload of " + std::to_string(length) +
+                                           " bytes exceeds the destination's " +
+                                           std::to_string(capacity)));
+    drain(length);
+    return;
+  }
+  rx_reply_.payload_length = length;
+  rx_xid_ = xid;
+  rx_remaining_ = length;
+  rx_iov_index_ = 0;
+  rx_iov_offset_ = 0;
+  if (call.direct) {
+    rx_iov_ = call.destination;
+  } else {
+    auto buffers = options_.pool->getVector(length);
+    if (!buffers) {
+      abandon(entry, buffers.error());
+      drain(length);
+      return;
+    }
+    rx_reply_.payload = std::move(*buffers);
+    rx_iov_ = rx_reply_.payload.toIovecs();
+  }
+  entry.state = rpc::RequestState::kReceiving;  // pin
+  receivePiece();
+}
+
+void TcpClientTransport::receivePiece() {
+  rpc::PendingRequest& entry = *table_.find(rx_xid_);  // pinned: cannot vanish
+  if (rx_remaining_ == 0 || entry.abandoned) {
+    onPayloadDone();
+    return;
+  }
+  // Next window of the destination, at most receive_piece bytes.
+  rx_window_.clear();
+  uint64_t want = std::min<uint64_t>(rx_remaining_, options_.receive_piece);
+  size_t index = rx_iov_index_;
+  size_t offset = rx_iov_offset_;
+  uint64_t planned = 0;
+  while (planned < want && index < rx_iov_.size()) {
+    size_t n = std::min<uint64_t>(rx_iov_[index].iov_len - offset, want - planned);
+    if (n > 0) rx_window_.emplace_back(static_cast<std::byte*>(rx_iov_[index].iov_base) + offset, n);
+    planned += n;
+    offset += n;
+    if (offset == rx_iov_[index].iov_len) {
+      ++index;
+      offset = 0;
+    }
+  }
+  rx_iov_index_ = index;
+  rx_iov_offset_ = offset;
+  asio::async_read(socket_, rx_window_, [this](const error_code& ec, size_t n) {
+    if (closed_) return;
+    if (ec) {
+      failConnection(asioError(ec, "receive reply payload"));
+      return;
+    }
+    rx_remaining_ -= n;
+    counters_.payload_bytes_received.fetch_add(n, std::memory_order_relaxed);
+    receivePiece();
+  });
+}
+
+void TcpClientTransport::onPayloadDone() {
+  rpc::PendingRequest& entry = *table_.find(rx_xid_);
+  entry.state = rpc::RequestState::kInFlight;  // unpin
+  uint64_t rest = rx_remaining_;
+  rx_iov_.clear();
+  if (entry.abandoned) {
+    rx_reply_ = rpc::ReplyData{};
+    if (!entry.sending) finish(entry, entry.abandon_error);
+    drain(rest);
+    return;
+  }
+  if (entry.sending) {
+    // The reply overtook our own write completion handler; the call's
+    // payload memory is still referenced until that handler runs.
+    frameOf(entry.xid).parked = std::move(rx_reply_);
+  } else {
+    finish(entry, std::move(rx_reply_));
+  }
+  rx_reply_ = rpc::ReplyData{};
+  readPreamble();
+}
+
+void TcpClientTransport::drain(uint64_t bytes) {
+  if (bytes == 0) {
+    readPreamble();
+    return;
+  }
+  size_t n = std::min<uint64_t>(bytes, scratch_.size());
+  asio::async_read(socket_, asio::buffer(scratch_.data(), n),
+                   [this, bytes](const error_code& ec, size_t got) {
+                     if (closed_) return;
+                     if (ec) {
+                       failConnection(asioError(ec, "drain reply payload"));
+                       return;
+                     }
+                     counters_.bytes_discarded.fetch_add(got, std::memory_order_relaxed);
+                     drain(bytes - got);
+                   });
+}
+
+void TcpClientTransport::failConnection(Error error) {
+  if (closed_) return;
+  closed_ = true;
+  close_error_ = error;
+  if (error.code != ESHUTDOWN) {
+    ZCIO_LOG(kWarn, description_, ": closing connection: ", error.toString());
+  }
+  // Closing cancels every outstanding read and write before any completion
+  // below runs, so no further byte moves into or out of caller memory.
+  error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  sweep_timer_.cancel();
+  table_.forEachLive([&](rpc::PendingRequest& entry) {
+    frameOf(entry.xid).parked.reset();
+    finish(entry, error);
+  });
+  send_queue_.clear();
+}
+
+// ---- timeouts -----------------------------------------------------------
+
+void TcpClientTransport::armSweep() {
+  if (sweep_armed_ || closed_) return;
+  sweep_armed_ = true;
+  sweep_timer_.expires_after(options_.sweep_period);
+  sweep_timer_.async_wait([this](const error_code& ec) {
+    sweep_armed_ = false;
+    if (ec || closed_) return;
+    sweep();
+  });
+}
+
+void TcpClientTransport::sweep() {
+  auto now = std::chrono::steady_clock::now();
+  table_.forEachLive([&](rpc::PendingRequest& entry) {
+    if (entry.deadline > now || entry.abandoned) return;
+    counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
+    abandon(entry, makeError(ETIMEDOUT, "call timed out"));
+  });
+  if (table_.inUse() > 0) armSweep();
+}
+
+}  // namespace zcio::tcp

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstring>
 #include <unordered_map>
 
 #include "base/log.h"
@@ -44,17 +45,27 @@ class BrickSession final : public rpc::ServerSession {
   Result<rpc::OutgoingReply> handle(rpc::IncomingCall call) override {
     const pb::Call& c = call.header;
     if (c.write_chunks_size() > 0 || c.read_chunks_size() > 0) {
-      return rpc::errorReply(EPROTONOSUPPORT, "RDMA chunk lists are not valid on this transport");
+      return logged(rpc::errorReply(EPROTONOSUPPORT, "RDMA chunk lists are not valid on this transport"));
     }
     if (c.op() != pb::OP_WRITE && call.payload.totalLength() != 0) {
-      return rpc::errorReply(EINVAL, "payload sent with a call that takes none");
+      return logged(rpc::errorReply(EINVAL, "payload sent with a call that takes none"));
     }
+    rpc::OutgoingReply reply = dispatch(c, call.payload);
+    if (reply.header.error() != 0 && c.op() != pb::OP_OPEN) {  // open logs its own
+      ZCIO_LOG(kInfo, peer_, ": op ", static_cast<int>(c.op()), " failed: ", reply.header.message(),
+               " (", std::strerror(reply.header.error()), ")");
+    }
+    return reply;
+  }
+
+ private:
+  rpc::OutgoingReply dispatch(const pb::Call& c, const iobuf::IoBufVector& payload) {
     switch (c.op()) {
       case pb::OP_OPEN: return open(c);
       case pb::OP_STAT: return stat(c);
       case pb::OP_FSTAT: return fstat(c);
       case pb::OP_READ: return read(c);
-      case pb::OP_WRITE: return write(c, call.payload);
+      case pb::OP_WRITE: return write(c, payload);
       case pb::OP_FSYNC: return fsync(c);
       case pb::OP_CLOSE: return close(c);
       default:
@@ -62,7 +73,11 @@ class BrickSession final : public rpc::ServerSession {
     }
   }
 
- private:
+  rpc::OutgoingReply logged(rpc::OutgoingReply reply) {
+    ZCIO_LOG(kInfo, peer_, ": call refused: ", reply.header.message());
+    return reply;
+  }
+
   Result<int> fdOf(uint64_t fh) const {
     auto it = files_.find(fh);
     if (it == files_.end()) return makeError(EBADF, "unknown file handle " + std::to_string(fh));

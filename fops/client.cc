@@ -6,7 +6,9 @@
 
 #include "fops/url.h"
 #include "iobuf/buffer_pool.h"
+#include "base/log.h"
 #include "tcp/client_transport.h"
+#include "verbs/client_transport.h"
 
 namespace zcio::fops {
 namespace {
@@ -46,7 +48,7 @@ Result<T> waitFor(std::future<Result<T>>& future) {
 }  // namespace
 
 Client::Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options)
-    : transport_(std::move(transport)), options_(options), pool_(iobuf::BufferPool::create()) {}
+    : transport_(std::move(transport)), options_(options) {}
 
 Client::~Client() {
   if (transport_) transport_->shutdown();
@@ -55,6 +57,13 @@ Client::~Client() {
 Result<std::unique_ptr<Client>> Client::connect(const std::string& text, ClientOptions options) {
   auto url = parseUrl(text);
   if (!url) return url.error();
+  if (url->scheme == "rdma" || url->scheme == "auto") {
+    auto transport = verbs::VerbsClientTransport::connect(url->host, url->port, options.rdma);
+    if (transport) return std::make_unique<Client>(std::move(*transport), options);
+    if (url->scheme == "rdma") return transport.error();
+    ZCIO_LOG(kInfo, "auto: RDMA to ", url->host, ":", url->port, " not viable (",
+             transport.error().toString(), "); using TCP");
+  }
   tcp::ClientOptions topts;
   topts.table_capacity = options.max_in_flight;
   auto transport = tcp::TcpClientTransport::connect(url->host, url->port, topts);
@@ -175,7 +184,7 @@ AsyncCall Client::pwritevAsync(FileHandle fh, std::span<const iovec> iov, uint64
   if (mode == IoMode::kDirect) {
     call->payload = iobuf::IoBufVector::wrapUser(iov);
   } else {
-    auto buffers = pool_->getVector(length);
+    auto buffers = transport_->payloadPool()->getVector(length);
     if (!buffers) {
       done(buffers.error());
       return {};
@@ -233,7 +242,7 @@ ClientStats Client::stats() const {
   s.requests = requests_.load();
   s.bytes_read = bytes_read_.load();
   s.bytes_written = bytes_written_.load();
-  s.bytes_copied = bytes_copied_.load();
+  s.bytes_copied = bytes_copied_.load() + t.payload_bytes_copied.load();
   s.late_replies = t.late_replies.load();
   s.bytes_discarded = t.bytes_discarded.load();
   s.timeouts = t.timeouts.load();

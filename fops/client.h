@@ -39,6 +39,7 @@
 #include "base/result.h"
 #include "iobuf/buffer_pool.h"
 #include "rpc/transport.h"
+#include "verbs/client_transport.h"
 
 namespace zcio::fops {
 
@@ -53,7 +54,8 @@ struct FileStat {
 
 struct ClientOptions {
   std::chrono::milliseconds timeout{60000};  // per call
-  uint32_t max_in_flight = 1024;             // request-table slots
+  uint32_t max_in_flight = 1024;             // request-table slots (TCP)
+  verbs::VerbsClientOptions rdma;            // rdma:// and auto://
 };
 
 // A snapshot of the client's counters.
@@ -86,6 +88,8 @@ class Client {
  public:
   using IoCallback = std::function<void(Result<size_t>)>;
 
+  // url: tcp://host:port, rdma://host:port, or auto://host:port (RDMA when a
+  // device and route exist, else TCP; describe() says which).
   static Result<std::unique_ptr<Client>> connect(const std::string& url, ClientOptions options = {});
   // Adopts an existing transport (tests, and the verbs transport later).
   Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options);
@@ -122,7 +126,6 @@ class Client {
 
   std::unique_ptr<rpc::Transport> transport_;
   ClientOptions options_;
-  std::shared_ptr<iobuf::BufferPool> pool_;  // staging for regular writes
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> bytes_written_{0};

@@ -16,8 +16,9 @@ Result<Url> parseUrl(const std::string& text) {
   }
   Url url;
   url.scheme = text.substr(0, sep);
-  if (url.scheme != "tcp") {
-    return makeError(EPROTONOSUPPORT, "URL scheme '" + url.scheme + "' is not supported (tcp)");
+  if (url.scheme != "tcp" && url.scheme != "rdma" && url.scheme != "auto") {
+    return makeError(EPROTONOSUPPORT,
+                     "URL scheme '" + url.scheme + "' is not supported (tcp, rdma, auto)");
   }
   std::string rest = text.substr(sep + 3);
   size_t slash = rest.find('/', rest.rfind(']') == std::string::npos ? 0 : rest.rfind(']'));

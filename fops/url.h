@@ -1,4 +1,5 @@
-// zcio URLs: tcp://host:port[/path]  (rdma:// arrives with the verbs transport).
+// zcio URLs: tcp://host:port[/path], rdma://host:port[/path], and
+// auto://host:port[/path] (RDMA when a device and route exist, else TCP).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 namespace zcio::fops {
 
 struct Url {
-  std::string scheme;  // "tcp"
+  std::string scheme;  // "tcp", "rdma" or "auto"
   std::string host;
   uint16_t port = 0;
   std::string path;  // without the leading '/'; may be empty

@@ -17,6 +17,7 @@
 #include "base/result.h"
 #include "iobuf/iobuf.h"
 #include "iobuf/iobuf_vector.h"
+#include "iobuf/memory_registrar.h"
 
 namespace zcio::iobuf {
 
@@ -37,6 +38,15 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   // Enough chunks to hold `length` bytes, as slices totalling exactly `length`.
   Result<IoBufVector> getVector(size_t length);
 
+  // Registers every slab (now and later) with `registrar` for `access`, so
+  // each buffer from get() carries its slab's keys: an RDMA transport then
+  // never registers pool memory on the hot path. The registrar must outlive
+  // the pool (slabs are deregistered in the destructor). Once only.
+  Result<void> registerSlabs(MemoryRegistrar& registrar, uint32_t access);
+  // Undoes registerSlabs (the registrar's owner is going away); buffers then
+  // carry no keys. Callers make sure no registered buffer is still in use.
+  void deregisterSlabs();
+
   size_t chunkSize() const { return options_.chunk_size; }
   size_t slabBytes() const;
   size_t freeChunks() const;
@@ -44,13 +54,21 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   explicit BufferPool(Options options);
 
  private:
+  struct Chunk {
+    std::byte* data;
+    uint32_t slab;
+  };
   Result<void> growLocked();
-  void put(std::byte* chunk);
+  Result<void> registerSlabLocked(size_t index);
+  void put(Chunk chunk);
 
   Options options_;
   mutable std::mutex mutex_;
   std::vector<std::byte*> slabs_;
-  std::vector<std::byte*> free_;
+  std::vector<RegistrationKeys> slab_keys_;  // parallel to slabs_ when registered
+  std::vector<Chunk> free_;
+  MemoryRegistrar* registrar_ = nullptr;
+  uint32_t access_ = 0;
 };
 
 }  // namespace zcio::iobuf

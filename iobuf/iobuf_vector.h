@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "iobuf/iobuf.h"
@@ -22,6 +23,21 @@ struct IoSlice {
 
 class IoBufVector {
  public:
+  IoBufVector() = default;
+  IoBufVector(const IoBufVector&) = default;
+  IoBufVector& operator=(const IoBufVector&) = default;
+  // A moved-from vector is empty (length 0), not just slice-less.
+  IoBufVector(IoBufVector&& other) noexcept
+      : slices_(std::move(other.slices_)), total_(std::exchange(other.total_, 0)) {
+    other.slices_.clear();
+  }
+  IoBufVector& operator=(IoBufVector&& other) noexcept {
+    slices_ = std::move(other.slices_);
+    other.slices_.clear();
+    total_ = std::exchange(other.total_, 0);
+    return *this;
+  }
+
   void append(IoBufPtr buf, size_t offset, size_t length);
   // Wraps caller memory described by `iov` (no copy, no ownership).
   static IoBufVector wrapUser(std::span<const iovec> iov);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "iobuf/buffer_pool.h"
 #include "rpc/call.h"
 
 namespace zcio::rpc {
@@ -17,6 +18,7 @@ struct TransportCounters {
   std::atomic<uint64_t> replies{0};
   std::atomic<uint64_t> payload_bytes_sent{0};
   std::atomic<uint64_t> payload_bytes_received{0};  // into destinations or pool
+  std::atomic<uint64_t> payload_bytes_copied{0};    // by the transport itself (inline SENDs)
   std::atomic<uint64_t> late_replies{0};            // reply for a finished call
   std::atomic<uint64_t> bytes_discarded{0};         // drained into scratch
   std::atomic<uint64_t> timeouts{0};
@@ -41,6 +43,10 @@ class Transport {
   virtual void shutdown() = 0;
 
   virtual const TransportCounters& counters() const = 0;
+  // Where callers should stage payloads they copy anyway (regular writes):
+  // on RDMA its buffers are registered, so they go out without another copy
+  // or registration.
+  virtual std::shared_ptr<iobuf::BufferPool> payloadPool() const = 0;
   virtual std::string describe() const = 0;  // e.g. "tcp 127.0.0.1:40000"
 };
 

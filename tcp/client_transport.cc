@@ -18,6 +18,12 @@ Error asioError(const error_code& ec, const std::string& what) {
 
 constexpr size_t kMaxGatherFrames = 16;
 
+// How long a timed-out or cancelled call may stay pinned (its reply payload
+// half received, or its frame half sent) before the peer counts as stalled
+// and the connection is closed: a timeout must bound the call even when the
+// peer stops sending or reading mid-frame.
+constexpr auto kStallGrace = std::chrono::seconds(2);
+
 }  // namespace
 
 TcpClientTransport::TcpClientTransport(ClientOptions options)
@@ -83,7 +89,11 @@ void TcpClientTransport::submit(rpc::CallPtr call) {
   {
     std::lock_guard lock(lifecycle_mutex_);
     if (!stopping_) {
-      asio::post(io_, [this, call = std::move(call)]() mutable { start(std::move(call)); });
+      if (io_.get_executor().running_in_this_thread()) {
+        start(std::move(call));  // from a completion: no thread hop needed
+      } else {
+        asio::post(io_, [this, call = std::move(call)]() mutable { start(std::move(call)); });
+      }
       return;
     }
   }
@@ -166,7 +176,7 @@ void TcpClientTransport::flushSends() {
   send_queue_.erase(send_queue_.begin(), send_queue_.begin() + static_cast<long>(taken));
   if (sending_batch_.empty()) return;
   writing_ = true;
-  asio::async_write(socket_, send_buffers_, [this](const error_code& ec, size_t) {
+  asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer}, [this](const error_code& ec, size_t) {
     writing_ = false;
     if (closed_) return;
     if (ec) {
@@ -207,6 +217,8 @@ void TcpClientTransport::abandon(rpc::PendingRequest& entry, Error error) {
     if (!entry.abandoned) {
       entry.abandoned = true;
       entry.abandon_error = std::move(error);
+      // From now on the deadline is the stall limit (see sweep()).
+      entry.deadline = std::chrono::steady_clock::now() + kStallGrace;
     }
     return;
   }
@@ -415,7 +427,7 @@ void TcpClientTransport::failConnection(Error error) {
   sweep_timer_.cancel();
   table_.forEachLive([&](rpc::PendingRequest& entry) {
     frameOf(entry.xid).parked.reset();
-    finish(entry, error);
+    finish(entry, entry.abandoned ? entry.abandon_error : error);
   });
   send_queue_.clear();
 }
@@ -435,11 +447,24 @@ void TcpClientTransport::armSweep() {
 
 void TcpClientTransport::sweep() {
   auto now = std::chrono::steady_clock::now();
+  bool stalled = false;
   table_.forEachLive([&](rpc::PendingRequest& entry) {
-    if (entry.deadline > now || entry.abandoned) return;
+    if (entry.deadline > now) return;
+    if (entry.abandoned) {  // still pinned kStallGrace after it was abandoned
+      stalled = true;
+      return;
+    }
     counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
     abandon(entry, makeError(ETIMEDOUT, "call timed out"));
   });
+  if (stalled) {
+    // Closing the socket is the only safe way to let go of the caller's
+    // memory in the middle of a frame; every pending call fails.
+    failConnection(makeError(ETIMEDOUT, "peer stalled mid-frame for " +
+                                            std::to_string(kStallGrace.count()) +
+                                            " s after a call was abandoned"));
+    return;
+  }
   if (table_.inUse() > 0) armSweep();
 }
 

@@ -52,6 +52,7 @@ class TcpClientTransport final : public rpc::Transport {
   void shutdown() override;
   const rpc::TransportCounters& counters() const override { return counters_; }
   std::string describe() const override { return description_; }
+  std::shared_ptr<iobuf::BufferPool> payloadPool() const override { return options_.pool; }
 
   explicit TcpClientTransport(ClientOptions options);  // use connect()
 

@@ -10,7 +10,7 @@ namespace zcio::tcp {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(TcpServer& server, asio::ip::tcp::socket socket)
-      : server_(server), socket_(std::move(socket)) {
+      : server_(server), socket_(std::move(socket)), stall_timer_(socket_.get_executor()) {
     error_code ec;
     auto remote = socket_.remote_endpoint(ec);
     peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
@@ -45,15 +45,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     asio::async_read(socket_, asio::buffer(rx_preamble_),
-                     [self = shared_from_this()](const error_code& ec, size_t) {
+                     [self = shared_from_this()](const error_code& ec, size_t n) {
                        if (self->closed_) return;
                        if (ec) {
-                         self->close(ec == asio::error::eof ? "peer closed"
-                                                            : "receive failed: " + ec.message());
+                         if (ec == asio::error::eof && n == 0) {
+                           self->close("peer closed");
+                         } else {
+                           self->close("truncated preamble (" + std::to_string(n) +
+                                       " of 32 bytes): " + ec.message());
+                         }
                          return;
                        }
+                       self->armStallTimer();
                        self->onPreamble();
                      });
+  }
+
+  // From the preamble to the end of the payload a frame must keep moving;
+  // a peer that stops mid-frame would otherwise pin its buffers forever.
+  void armStallTimer() {
+    stall_timer_.expires_after(server_.options_.frame_stall_timeout);
+    stall_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (ec || self->closed_) return;
+      self->close("frame stalled for " +
+                  std::to_string(self->server_.options_.frame_stall_timeout.count()) +
+                  " ms mid-way");
+    });
   }
 
   void onPreamble() {
@@ -90,26 +107,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
       dispatch();
       return;
     }
-    auto buffers = server_.options_.pool->getVector(rx_.payload_length);
-    if (!buffers) {
-      close("cannot buffer a " + std::to_string(rx_.payload_length) +
-            "-byte payload: " + buffers.error().toString());
+    readPayloadChunk();
+  }
+
+  // Buffers are taken one chunk at a time as bytes arrive, so a peer that
+  // announces a huge payload and sends nothing holds at most one chunk.
+  void readPayloadChunk() {
+    uint64_t remaining = rx_.payload_length - call_.payload.totalLength();
+    if (remaining == 0) {
+      dispatch();
       return;
     }
-    call_.payload = std::move(*buffers);
-    rx_iov_.clear();
-    for (const auto& s : call_.payload.slices()) rx_iov_.emplace_back(s.data(), s.length);
-    asio::async_read(socket_, rx_iov_, [self = shared_from_this()](const error_code& ec, size_t) {
-      if (self->closed_) return;
-      if (ec) {
-        self->close("truncated payload: " + ec.message());
-        return;
-      }
-      self->dispatch();
-    });
+    auto chunk = server_.options_.pool->get();
+    if (!chunk) {
+      close("cannot buffer the payload: " + chunk.error().toString());
+      return;
+    }
+    size_t n = std::min<uint64_t>(remaining, (*chunk)->size());
+    std::byte* data = (*chunk)->data();
+    call_.payload.append(std::move(*chunk), 0, n);
+    asio::async_read(socket_, asio::buffer(data, n),
+                     [self = shared_from_this()](const error_code& ec, size_t) {
+                       if (self->closed_) return;
+                       if (ec) {
+                         self->close("truncated payload: " + ec.message());
+                         return;
+                       }
+                       self->readPayloadChunk();
+                     });
   }
 
   void dispatch() {
+    stall_timer_.cancel();
     server_.counters_.calls.fetch_add(1, std::memory_order_relaxed);
     uint64_t xid = call_.xid;
     auto reply = session_->handle(std::move(call_));
@@ -143,7 +172,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       for (const auto& s : f.payload.slices()) send_buffers_.emplace_back(s.data(), s.length);
     }
     writing_ = true;
-    asio::async_write(socket_, send_buffers_,
+    asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer},
                       [self = shared_from_this()](const error_code& ec, size_t) {
                         self->writing_ = false;
                         if (self->closed_) return;
@@ -179,6 +208,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       ZCIO_LOG(kWarn, "connection from ", peer_, " closed: ", reason);
     }
     error_code ignored;
+    stall_timer_.cancel();
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     session_.reset();  // releases the peer's open files
@@ -188,6 +218,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   TcpServer& server_;
   asio::ip::tcp::socket socket_;
+  asio::steady_timer stall_timer_;
   std::string peer_;
   std::unique_ptr<rpc::ServerSession> session_;
   bool closed_ = false;
@@ -195,7 +226,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   rpc::PreambleBytes rx_preamble_{};
   rpc::Preamble rx_;
   std::vector<char> rx_header_;
-  std::vector<asio::mutable_buffer> rx_iov_;
   rpc::IncomingCall call_;
 
   std::deque<OutFrame> queue_;

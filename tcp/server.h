@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -31,6 +32,9 @@ struct ServerOptions {
   // A connection stops reading calls while this many reply bytes are queued
   // (a client that never reads cannot make us buffer without bound).
   uint64_t max_queued_reply_bytes = 64ull * 1024 * 1024;
+  // A frame (preamble to last payload byte) that stops moving this long
+  // closes its connection. Idle connections between frames are fine.
+  std::chrono::milliseconds frame_stall_timeout{30000};
   std::shared_ptr<iobuf::BufferPool> pool;  // made if null
 };
 

@@ -1,0 +1,511 @@
+#include "verbs/client_transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "verbs/cm.h"
+#include "verbs/message.h"
+
+namespace zcio::verbs {
+namespace {
+
+constexpr uintptr_t kPage = 4096;
+
+std::string statusText(const ibv_wc& wc) {
+  return std::string(ibv_wc_status_str(wc.status)) + " (vendor error " + std::to_string(wc.vendor_err) + ")";
+}
+
+}  // namespace
+
+VerbsClientTransport::VerbsClientTransport(VerbsClientOptions options)
+    : options_(options), table_(options.params.credits * 4u), states_(table_.capacity()) {}
+
+Result<std::unique_ptr<VerbsClientTransport>> VerbsClientTransport::connect(const std::string& host,
+                                                                          uint16_t port,
+                                                                          VerbsClientOptions options) {
+  ZCIO_RETURN_IF_ERROR(rdmaDevicePresent());
+  auto transport = std::make_unique<VerbsClientTransport>(options);
+  ZCIO_RETURN_IF_ERROR(transport->open(host, port));
+  return transport;
+}
+
+Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) {
+  events_.reset(rdma_create_event_channel());
+  if (!events_) return makeError(errno, "rdma_create_event_channel");
+  rdma_cm_id* raw = nullptr;
+  if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0) {
+    return makeError(errno, "rdma_create_id");
+  }
+  id_.reset(raw);
+
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* ai = nullptr;
+  int gai = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &ai);
+  if (gai != 0) return makeError(EHOSTUNREACH, "resolve " + host + ": " + gai_strerror(gai));
+  int rc = rdma_resolve_addr(id_.get(), nullptr, ai->ai_addr, static_cast<int>(options_.connect_timeout.count()));
+  freeaddrinfo(ai);
+  if (rc != 0) return makeError(errno, "rdma_resolve_addr " + host + " (no RDMA route to it?)");
+  auto ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ADDR_RESOLVED, options_.connect_timeout);
+  if (!ev) return makeError(ev.error().code, "resolving " + host + ": " + ev.error().what);
+  rdma_ack_cm_event(*ev);
+  if (rdma_resolve_route(id_.get(), static_cast<int>(options_.connect_timeout.count())) != 0) {
+    return makeError(errno, "rdma_resolve_route");
+  }
+  ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, options_.connect_timeout);
+  if (!ev) return makeError(ev.error().code, "route to " + host + ": " + ev.error().what);
+  rdma_ack_cm_event(*ev);
+
+  pd_.reset(ibv_alloc_pd(id_->verbs));
+  if (!pd_) return makeError(errno, "ibv_alloc_pd");
+  registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());
+  pool_ = iobuf::BufferPool::create();
+  // Pool buffers are library memory registered once: regular reads land in
+  // them (REMOTE_WRITE) and staged writes leave from them (REMOTE_READ).
+  // User memory is only ever exposed for one call.
+  ZCIO_RETURN_IF_ERROR(pool_->registerSlabs(*registrar_, iobuf::kLocalWrite | iobuf::kRemoteWrite |
+                                                             iobuf::kRemoteRead));
+
+  // Receives are posted before connecting, sized for what we announce.
+  auto conn = RcConnection::create(id_.get(), pd_.get(), options_.params, options_.params.credits,
+                                   /*work_per_send=*/0);
+  if (!conn) return conn.error();
+  conn_ = std::move(*conn);
+
+  uint8_t private_data[kParamsWireSize];
+  encodeParams(options_.params, private_data);
+  rdma_conn_param param{};
+  param.private_data = private_data;
+  param.private_data_len = sizeof private_data;
+  param.responder_resources = 16;
+  param.initiator_depth = 16;
+  param.retry_count = 7;
+  param.rnr_retry_count = 7;
+  if (rdma_connect(id_.get(), &param) != 0) return makeError(errno, "rdma_connect");
+  ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ESTABLISHED, options_.connect_timeout);
+  if (!ev) return makeError(ev.error().code, "connect to rdma://" + host + ":" + std::to_string(port) + ": " + ev.error().what);
+  auto theirs = decodeParams((*ev)->param.conn.private_data, (*ev)->param.conn.private_data_len);
+  rdma_ack_cm_event(*ev);
+  if (!theirs) return theirs.error();
+  params_ = negotiate(options_.params, *theirs);
+
+  char local[64] = "?";
+  char remote[64] = "?";
+  auto* src = reinterpret_cast<sockaddr_in*>(rdma_get_local_addr(id_.get()));
+  auto* dst = reinterpret_cast<sockaddr_in*>(rdma_get_peer_addr(id_.get()));
+  inet_ntop(AF_INET, &src->sin_addr, local, sizeof local);
+  inet_ntop(AF_INET, &dst->sin_addr, remote, sizeof remote);
+  description_ = std::string("rdma ") + ibv_get_device_name(id_->verbs->device) + " " + local +
+                 " -> " + remote + ":" + std::to_string(port) + " (credits " +
+                 std::to_string(params_.credits) + ", inline " + std::to_string(params_.inline_threshold) + ")";
+
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return makeError(errno, "eventfd");
+  int flags = fcntl(events_->fd, F_GETFL);
+  fcntl(events_->fd, F_SETFL, flags | O_NONBLOCK);
+  thread_ = std::thread([this] { run(); });
+  return okResult();
+}
+
+VerbsClientTransport::~VerbsClientTransport() {
+  shutdown();
+  conn_.reset();
+  // Pool buffers may outlive us (a caller still holding a reply); their MRs
+  // may not outlive the PD.
+  if (pool_) pool_->deregisterSlabs();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void VerbsClientTransport::post(std::function<void()> task) {
+  uint64_t one = 1;
+  ssize_t ignored = write(wake_fd_, &one, sizeof one);
+  (void)ignored;
+  inbox_.push_back(std::move(task));
+}
+
+void VerbsClientTransport::submit(rpc::CallPtr call) {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    if (!stopping_) {
+      post([this, call] { start(call); });
+      return;
+    }
+  }
+  call->done(makeError(ESHUTDOWN, "transport is shut down"));
+}
+
+void VerbsClientTransport::cancel(rpc::CallPtr call) {
+  std::lock_guard lock(inbox_mutex_);
+  if (stopping_) return;
+  post([this, call] {
+    rpc::PendingRequest* entry = table_.find(call->xid);
+    if (entry == nullptr || entry->call != call) return;
+    counters_.cancels.fetch_add(1, std::memory_order_relaxed);
+    finish(*entry, makeError(ECANCELED, "call cancelled"));
+  });
+}
+
+void VerbsClientTransport::shutdown() {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+    post([this] {
+      failConnection(makeError(ESHUTDOWN, "transport is shut down"));
+      quit_ = true;
+    });
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void VerbsClientTransport::run() {
+  ibv_wc wcs[32];
+  next_sweep_ = std::chrono::steady_clock::now() + options_.sweep_period;
+  while (!quit_) {
+    pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {conn_->completionFd(), POLLIN, 0}, {events_->fd, POLLIN, 0}};
+    int n = ::poll(fds, closed_ ? 1 : 3, static_cast<int>(options_.sweep_period.count()));
+    if (n < 0 && errno != EINTR) {
+      failConnection(makeError(errno, "poll"));
+    }
+    if (fds[0].revents != 0) {
+      uint64_t count;
+      ssize_t ignored = read(wake_fd_, &count, sizeof count);
+      (void)ignored;
+      std::vector<std::function<void()>> tasks;
+      {
+        std::lock_guard lock(inbox_mutex_);
+        tasks.swap(inbox_);
+      }
+      for (auto& task : tasks) task();
+    }
+    if (!closed_ && fds[1].revents != 0) {
+      if (auto r = conn_->consumeEvent(); !r) failConnection(r.error());
+    }
+    // Poll even without an event: cheap, and it catches completions that
+    // raced with re-arming the CQ.
+    while (!closed_) {
+      int got = conn_->poll(wcs);
+      if (got <= 0) break;
+      for (int i = 0; i < got && !closed_; ++i) onCompletion(wcs[i]);
+    }
+    if (!closed_ && fds[2].revents != 0) {
+      rdma_cm_event* event = nullptr;
+      if (rdma_get_cm_event(events_.get(), &event) == 0) {
+        std::string what = describeEvent(event);
+        rdma_ack_cm_event(event);
+        failConnection(makeError(ECONNRESET, "rdma_cm: " + what));
+      }
+    }
+    if (std::chrono::steady_clock::now() >= next_sweep_) {
+      sweep();
+      next_sweep_ = std::chrono::steady_clock::now() + options_.sweep_period;
+    }
+  }
+}
+
+void VerbsClientTransport::start(rpc::CallPtr call) {
+  if (closed_) {
+    call->done(close_error_);
+    return;
+  }
+  auto inserted = table_.insert(call, std::chrono::steady_clock::now() + call->timeout);
+  if (!inserted) {
+    call->done(inserted.error());
+    return;
+  }
+  rpc::PendingRequest& entry = **inserted;
+  call->xid = entry.xid;
+  stateOf(entry.xid) = CallState{};
+  counters_.calls.fetch_add(1, std::memory_order_relaxed);
+  backlog_.push_back(entry.xid);
+  pump();
+}
+
+void VerbsClientTransport::pump() {
+  while (!closed_ && !backlog_.empty() && outstanding_ < params_.credits) {
+    rpc::PendingRequest* entry = table_.find(backlog_.front());
+    if (entry == nullptr) {  // cancelled or timed out while waiting
+      backlog_.pop_front();
+      continue;
+    }
+    auto sent = send(*entry);
+    if (!sent && sent.error().code == EAGAIN) return;  // no send buffer: retry on completion
+    backlog_.pop_front();
+    if (!sent) finish(*entry, sent.error());
+  }
+}
+
+Result<void> VerbsClientTransport::addSegments(rpc::PendingRequest& entry, std::span<const iovec> iov,
+                                               uint32_t access,
+                                               google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out) {
+  CallState& state = stateOf(entry.xid);
+  for (const iovec& v : iov) {
+    if (v.iov_len == 0) continue;
+    if (static_cast<uint32_t>(out->size()) >= params_.max_segments) {
+      return makeError(EINVAL, "more iov segments than the negotiated " + std::to_string(params_.max_segments));
+    }
+    // Page-granular, as the registration cache will be.
+    uintptr_t start = reinterpret_cast<uintptr_t>(v.iov_base) & ~(kPage - 1);
+    uintptr_t end = (reinterpret_cast<uintptr_t>(v.iov_base) + v.iov_len + kPage - 1) & ~(kPage - 1);
+    auto keys = registrar_->registerRange(reinterpret_cast<void*>(start), end - start, access);
+    if (!keys) return keys.error();
+    state.registrations.push_back(*keys);
+    auto* seg = out->Add();
+    seg->set_addr(reinterpret_cast<uint64_t>(v.iov_base));
+    seg->set_rkey(keys->rkey);
+    seg->set_length(static_cast<uint32_t>(v.iov_len));
+    state.chunk_capacity += v.iov_len;
+  }
+  return okResult();
+}
+
+Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
+  auto slot = conn_->takeSendSlot();
+  if (!slot) return slot.error();
+  rpc::Call& call = *entry.call;
+  CallState& state = stateOf(entry.xid);
+  rpc::pb::Call header = call.header;  // chunk lists are added to a copy
+  std::vector<std::byte> inline_payload;
+  std::vector<ibv_sge> gather;
+  auto fail = [&](Error e) -> Result<void> {
+    conn_->returnSendSlot(*slot);
+    release(entry);
+    return e;
+  };
+  if (header.op() == rpc::pb::OP_READ && header.length() > 0) {
+    if (call.direct) {
+      if (auto r = addSegments(entry, call.destination, iobuf::kLocalWrite | iobuf::kRemoteWrite,
+                               header.mutable_write_chunks());
+          !r) {
+        return fail(r.error());
+      }
+    } else {
+      auto buffers = pool_->getVector(call.reply_capacity);
+      if (!buffers) return fail(buffers.error());
+      for (const auto& s : buffers->slices()) {
+        auto* seg = header.add_write_chunks();
+        seg->set_addr(reinterpret_cast<uint64_t>(s.data()));
+        seg->set_rkey(s.buf->registration().rkey);
+        seg->set_length(static_cast<uint32_t>(s.length));
+      }
+      if (static_cast<uint32_t>(header.write_chunks_size()) > params_.max_segments) {
+        return fail(makeError(EINVAL, "read too large for the negotiated segment count"));
+      }
+      state.chunk_capacity = buffers->totalLength();
+      state.pool_destination = std::move(*buffers);
+    }
+  } else if (header.op() == rpc::pb::OP_WRITE) {
+    uint64_t length = call.payload.totalLength();
+    // Staged (pool) payloads are registered already: gathered into the
+    // SEND or exposed as read chunks with their own keys, no copy.
+    bool staged = !call.payload.empty();
+    for (const auto& s : call.payload.slices()) staged = staged && s.buf->registration().lkey != 0;
+    if (length <= params_.inline_threshold && staged && call.payload.slices().size() < 16) {
+      for (const auto& s : call.payload.slices()) {
+        gather.push_back(ibv_sge{reinterpret_cast<uint64_t>(s.data()), static_cast<uint32_t>(s.length),
+                                 s.buf->registration().lkey});
+      }
+    } else if (length <= params_.inline_threshold) {
+      // Small user payloads: one copy beats a registration (~25 us on rxe).
+      inline_payload.resize(length);
+      std::vector<iovec> dst{{inline_payload.data(), inline_payload.size()}};
+      call.payload.copyTo(dst);
+      counters_.payload_bytes_copied.fetch_add(length, std::memory_order_relaxed);
+    } else if (staged) {
+      for (const auto& s : call.payload.slices()) {
+        auto* seg = header.add_read_chunks();
+        seg->set_addr(reinterpret_cast<uint64_t>(s.data()));
+        seg->set_rkey(s.buf->registration().rkey);
+        seg->set_length(static_cast<uint32_t>(s.length));
+      }
+      if (static_cast<uint32_t>(header.read_chunks_size()) > params_.max_segments) {
+        return fail(makeError(EINVAL, "write too large for the negotiated segment count"));
+      }
+    } else if (auto r = addSegments(entry, call.payload.toIovecs(), iobuf::kRemoteRead,
+                                    header.mutable_read_chunks());
+               !r) {
+      return fail(r.error());
+    }
+  }
+  std::string bytes;
+  header.SerializeToString(&bytes);
+  uint64_t gathered = 0;
+  for (const auto& g : gather) gathered += g.length;
+  auto length = gather.empty()
+                    ? encodeMessage({conn_->sendBuffer(*slot), params_.max_message}, rpc::FrameType::kCall,
+                                    entry.xid, bytes, inline_payload)
+                    : encodeHeader({conn_->sendBuffer(*slot), params_.max_message}, rpc::FrameType::kCall,
+                                   entry.xid, bytes, gathered);
+  if (!length) return fail(length.error());
+  if (*length + gathered > params_.max_message) return fail(makeError(EMSGSIZE, "call exceeds the peer's message size"));
+  if (auto r = conn_->postSend(*slot, *length, gather); !r) {
+    conn_->returnSendSlot(*slot);
+    release(entry);
+    failConnection(r.error());
+    return r.error();
+  }
+  state.sent = true;
+  ++outstanding_;
+  counters_.payload_bytes_sent.fetch_add(call.payload.totalLength(), std::memory_order_relaxed);
+  return okResult();
+}
+
+void VerbsClientTransport::release(rpc::PendingRequest& entry) {
+  CallState& state = stateOf(entry.xid);
+  // Deregistering makes the rkeys unusable before the call completes.
+  for (const auto& keys : state.registrations) {
+    if (auto r = registrar_->deregister(keys); !r) {
+      ZCIO_LOG(kWarn, description_, ": ", r.error().toString());
+    }
+  }
+  state.registrations.clear();
+  state.pool_destination.clear();
+  state.chunk_capacity = 0;
+}
+
+void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
+  CallState& state = stateOf(entry.xid);
+  if (state.sent) {
+    --outstanding_;
+    state.sent = false;
+  }
+  release(entry);
+  rpc::CallPtr call = std::move(entry.call);
+  table_.erase(&entry);
+  call->done(std::move(result));
+  pump();
+}
+
+void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
+  if (wc.status != IBV_WC_SUCCESS) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
+                                      (wrKind(wc.wr_id) == WorkKind::kReceive ? "a receive" : "a send")));
+    return;
+  }
+  switch (wrKind(wc.wr_id)) {
+    case WorkKind::kSend:
+      conn_->returnSendSlot(static_cast<uint32_t>(wrIndex(wc.wr_id)));
+      pump();
+      return;
+    case WorkKind::kReceive:
+      onReply(static_cast<uint32_t>(wrIndex(wc.wr_id)), wc.byte_len);
+      return;
+    default:
+      return;
+  }
+}
+
+void VerbsClientTransport::onReply(uint32_t slot, uint32_t length) {
+  auto message = decodeMessage({conn_->receiveBuffer(slot), length});
+  if (!message || message->preamble.type != rpc::FrameType::kReply) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(message ? makeError(EPROTO, "server sent a call, expected a reply") : message.error());
+    return;
+  }
+  rpc::ReplyData reply;
+  if (!reply.header.ParseFromArray(message->header.data(), static_cast<int>(message->header.size()))) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "reply header does not parse"));
+    return;
+  }
+  uint64_t xid = message->preamble.xid;
+  auto cls = table_.classify(xid);
+  if (cls == rpc::XidClass::kNeverIssued) {
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "reply for xid " + std::to_string(xid) + " that was never issued"));
+    return;
+  }
+  std::vector<std::byte> inline_copy(message->payload.begin(), message->payload.end());
+  // The buffer goes back to the server's credit at once.
+  if (auto r = conn_->postReceive(slot); !r) {
+    failConnection(r.error());
+    return;
+  }
+  if (cls == rpc::XidClass::kStale) {
+    counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  rpc::PendingRequest& entry = *table_.find(xid);
+  rpc::Call& call = *entry.call;
+  CallState& state = stateOf(xid);
+  counters_.replies.fetch_add(1, std::memory_order_relaxed);
+  if (reply.header.error() != 0) {
+    finish(entry, std::move(reply));
+    return;
+  }
+  if (!inline_copy.empty()) {
+    // Small replies ride in the SEND and are copied out (counted).
+    uint64_t capacity = call.direct ? iobuf::iovLength(call.destination) : call.reply_capacity;
+    if (inline_copy.size() > capacity) {
+      finish(entry, makeError(EMSGSIZE, "inline reply larger than the destination"));
+      return;
+    }
+    iovec src{inline_copy.data(), inline_copy.size()};
+    auto wrapped = iobuf::IoBufVector::wrapUser({&src, 1});
+    if (call.direct) {
+      wrapped.copyTo(call.destination);
+      counters_.payload_bytes_copied.fetch_add(inline_copy.size(), std::memory_order_relaxed);
+    } else {
+      auto buffers = pool_->getVector(inline_copy.size());
+      if (!buffers) {
+        finish(entry, buffers.error());
+        return;
+      }
+      std::vector<iovec> dst = buffers->toIovecs();
+      wrapped.copyTo(dst);
+      reply.payload = std::move(*buffers);
+    }
+    reply.payload_length = inline_copy.size();
+    counters_.payload_bytes_received.fetch_add(inline_copy.size(), std::memory_order_relaxed);
+    finish(entry, std::move(reply));
+    return;
+  }
+  uint64_t count = reply.header.count();
+  if (call.header.op() == rpc::pb::OP_READ) {
+    if (count > state.chunk_capacity) {
+      finish(entry, makeError(EPROTO, "server claims " + std::to_string(count) +
+                                          " bytes written, more than the chunks hold"));
+      return;
+    }
+    if (!call.direct) {
+      reply.payload = std::move(state.pool_destination);
+      reply.payload.truncate(count);
+    }
+    reply.payload_length = count;
+    counters_.payload_bytes_received.fetch_add(count, std::memory_order_relaxed);
+  }
+  finish(entry, std::move(reply));
+}
+
+void VerbsClientTransport::failConnection(Error error) {
+  if (closed_) return;
+  closed_ = true;
+  close_error_ = error;
+  if (error.code != ESHUTDOWN) ZCIO_LOG(kWarn, description_, ": closing connection: ", error.toString());
+  // ERROR state first: from here on nothing lands in exposed memory.
+  conn_->moveToError();
+  rdma_disconnect(id_.get());
+  backlog_.clear();
+  table_.forEachLive([&](rpc::PendingRequest& entry) { finish(entry, error); });
+}
+
+void VerbsClientTransport::sweep() {
+  auto now = std::chrono::steady_clock::now();
+  table_.forEachLive([&](rpc::PendingRequest& entry) {
+    if (entry.deadline > now) return;
+    counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
+    // release() inside finish() deregisters before the caller hears back.
+    finish(entry, makeError(ETIMEDOUT, "call timed out"));
+  });
+}
+
+}  // namespace zcio::verbs

@@ -1,0 +1,47 @@
+#include "verbs/cm.h"
+
+#include <infiniband/verbs.h>
+#include <poll.h>
+
+namespace zcio::verbs {
+
+std::string describeEvent(const rdma_cm_event* event) {
+  std::string out = rdma_event_str(event->event);
+  if (event->status != 0) out += " (status " + std::to_string(event->status) + ")";
+  return out;
+}
+
+Result<rdma_cm_event*> waitForEvent(rdma_event_channel* channel, rdma_cm_event_type expected,
+                                    std::chrono::milliseconds timeout) {
+  pollfd pfd{channel->fd, POLLIN, 0};
+  int ready = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+  if (ready == 0) {
+    return makeError(ETIMEDOUT, std::string("timed out waiting for ") + rdma_event_str(expected));
+  }
+  if (ready < 0) return makeError(errno, "poll on the rdma_cm event channel");
+  rdma_cm_event* event = nullptr;
+  if (rdma_get_cm_event(channel, &event) != 0) return makeError(errno, "rdma_get_cm_event");
+  if (event->event != expected) {
+    std::string what = "expected " + std::string(rdma_event_str(expected)) + ", got " + describeEvent(event);
+    int code = event->event == RDMA_CM_EVENT_REJECTED ? ECONNREFUSED
+               : event->event == RDMA_CM_EVENT_UNREACHABLE ? EHOSTUNREACH
+               : event->event == RDMA_CM_EVENT_ADDR_ERROR ? EADDRNOTAVAIL
+                                                          : ECONNABORTED;
+    rdma_ack_cm_event(event);
+    return makeError(code, what);
+  }
+  return event;
+}
+
+Result<void> rdmaDevicePresent() {
+  int count = 0;
+  ibv_device** list = ibv_get_device_list(&count);
+  if (list == nullptr) {
+    return makeError(errno == 0 ? ENODEV : errno, "no RDMA devices (ibv_get_device_list failed)");
+  }
+  ibv_free_device_list(list);
+  if (count == 0) return makeError(ENODEV, "no RDMA devices on this machine");
+  return okResult();
+}
+
+}  // namespace zcio::verbs

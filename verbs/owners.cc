@@ -1,0 +1,13 @@
+#include "verbs/owners.h"
+
+#include <cstring>
+
+#include "base/log.h"
+
+namespace zcio::verbs {
+
+void logTeardownFailure(const char* call, int code) {
+  ZCIO_LOG(kWarn, call, " failed: ", std::strerror(code));
+}
+
+}  // namespace zcio::verbs

@@ -1,0 +1,97 @@
+// RcConnection: the verbs resources of one reliable-connected QP, shared by
+// the client and server transports — completion channel and CQ, the QP
+// (created on an rdma_cm id), and two registered message areas: `credits`
+// receive buffers kept posted, and send buffers that frames are built in.
+//
+// Work-request ids are typed: the top byte says what completed (a receive,
+// a send, an RDMA write or read), the rest is that kind's index.
+//
+// Thread-safety: none; one connection is driven by one thread.
+#pragma once
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/result.h"
+#include "verbs/owners.h"
+#include "verbs/params.h"
+
+namespace zcio::verbs {
+
+enum class WorkKind : uint8_t { kReceive = 1, kSend = 2, kWrite = 3, kRead = 4 };
+
+inline uint64_t makeWrId(WorkKind kind, uint64_t index) {
+  return static_cast<uint64_t>(kind) << 56 | (index & ((uint64_t{1} << 56) - 1));
+}
+inline WorkKind wrKind(uint64_t wr_id) { return static_cast<WorkKind>(wr_id >> 56); }
+inline uint64_t wrIndex(uint64_t wr_id) { return wr_id & ((uint64_t{1} << 56) - 1); }
+
+struct RemoteSegment {
+  uint64_t addr;
+  uint32_t rkey;
+  uint32_t length;
+};
+
+class RcConnection {
+ public:
+  // Builds CQ, QP and message areas on `id` (whose verbs context is set),
+  // in `pd`, then posts every receive. `send_slots` bounds frames in flight
+  // from this side; `work_per_send` the extra RDMA work requests per frame.
+  static Result<std::unique_ptr<RcConnection>> create(rdma_cm_id* id, ibv_pd* pd,
+                                                      const ConnectionParams& params,
+                                                      uint32_t send_slots, uint32_t work_per_send);
+  ~RcConnection();
+
+  const ConnectionParams& params() const { return params_; }
+  ibv_pd* pd() const { return pd_; }
+  int completionFd() const { return channel_->fd; }
+  uint32_t sendQueueDepth() const { return send_queue_depth_; }
+
+  std::byte* receiveBuffer(uint32_t slot) { return recv_area_ + size_t{slot} * params_.max_message; }
+  Result<void> postReceive(uint32_t slot);
+
+  // A free send buffer (max_message bytes), or EAGAIN when all are in use.
+  Result<uint32_t> takeSendSlot();
+  void returnSendSlot(uint32_t slot);
+  std::byte* sendBuffer(uint32_t slot) { return send_area_ + size_t{slot} * params_.max_message; }
+  // SENDs `length` bytes of the slot's buffer; always signalled (the slot is
+  // reused on completion).
+  Result<void> postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather = {});
+  // RDMA WRITE / READ between registered local memory and a remote segment.
+  Result<void> postWrite(std::span<const ibv_sge> local, const RemoteSegment& remote,
+                         bool signaled, uint64_t wr_id);
+  Result<void> postRead(std::span<const ibv_sge> local, const RemoteSegment& remote,
+                        uint64_t wr_id);
+
+  // Re-arms the CQ after consuming a channel event; call, then poll until empty.
+  Result<void> consumeEvent();
+  int poll(std::span<ibv_wc> out);
+  // Moves the QP to ERROR: nothing more lands in memory it exposed, and
+  // every posted request flushes with an error completion.
+  void moveToError();
+
+ private:
+  RcConnection() = default;
+
+  ConnectionParams params_;
+  ibv_pd* pd_ = nullptr;
+  CompletionChannel channel_;
+  CompletionQueue cq_;
+  QueuePair qp_;
+  std::byte* recv_area_ = nullptr;
+  std::byte* send_area_ = nullptr;
+  size_t area_bytes_ = 0;
+  MemoryRegion recv_mr_;
+  MemoryRegion send_mr_;
+  std::vector<uint32_t> free_send_;
+  uint32_t send_slots_ = 0;
+  uint32_t send_queue_depth_ = 0;
+};
+
+}  // namespace zcio::verbs

@@ -1,0 +1,484 @@
+#include "verbs/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <deque>
+#include <vector>
+
+#include "base/log.h"
+#include "verbs/cm.h"
+#include "verbs/message.h"
+#include "verbs/rc_connection.h"
+#include "verbs/transfer_plan.h"
+
+namespace zcio::verbs {
+namespace {
+
+constexpr size_t kMaxSge = 16;
+// An RDMA READ's response is one burst from the peer; 1 MiB bursts (1024
+// packets at MTU 1024) overflowed a veth's 1000-packet backlog in the
+// two-host test and stalled on retransmit timers. Smaller READs pace it.
+constexpr uint64_t kMaxReadBytes = 128 * 1024;
+
+struct PendingCall {
+  rpc::IncomingCall call;
+  std::vector<RemoteSegment> write_chunks;
+  std::vector<RemoteSegment> read_chunks;  // WRITE data still to RDMA-READ
+  bool reads_posted = false;
+  uint32_t reads_outstanding = 0;
+  bool failed = false;
+};
+
+struct ServerConnection {
+  CmId id;
+  std::unique_ptr<RcConnection> conn;
+  std::unique_ptr<rpc::ServerSession> session;
+  std::string peer;
+  ConnectionParams params;
+  std::deque<PendingCall> queue;
+  std::vector<iobuf::IoBufVector> in_flight;  // per send slot: payload kept until sent
+  std::vector<uint32_t> slot_work;            // per send slot: work requests it used
+  uint32_t sq_free = 0;                       // send-queue entries not in use
+  uint64_t read_serial = 0;
+  bool established = false;
+  bool closing = false;
+};
+
+std::string peerOf(rdma_cm_id* id) {
+  char text[64] = "?";
+  auto* sa = reinterpret_cast<sockaddr_in*>(rdma_get_peer_addr(id));
+  inet_ntop(AF_INET, &sa->sin_addr, text, sizeof text);
+  return std::string(text) + ":" + std::to_string(ntohs(rdma_get_dst_port(id)));
+}
+
+}  // namespace
+
+class VerbsServerImpl {
+ public:
+  VerbsServerImpl(VerbsServerOptions options, rpc::Service& service)
+      : options_(std::move(options)), service_(service) {}
+  ~VerbsServerImpl() { stop(); }
+
+  Result<void> listen();
+  void stop();
+  uint16_t port() const { return port_; }
+  VerbsServerCounters counters_;
+
+ private:
+  void run();
+  void onCmEvent(rdma_cm_event* event);
+  void accept(rdma_cm_event* event);
+  void drop(ServerConnection& c, const std::string& reason);
+  void destroy(rdma_cm_id* id);
+  void pollConnection(ServerConnection& c);
+  void onCompletion(ServerConnection& c, const ibv_wc& wc);
+  void onCall(ServerConnection& c, uint32_t slot, uint32_t length);
+  void process(ServerConnection& c);
+  Result<void> postReads(ServerConnection& c, PendingCall& p);
+  Result<bool> answer(ServerConnection& c, PendingCall& pending);
+  Result<void> sendReply(ServerConnection& c, uint64_t xid, rpc::OutgoingReply reply,
+                         const std::vector<RemoteSegment>& chunks);
+
+  VerbsServerOptions options_;
+  rpc::Service& service_;
+  EventChannel events_;
+  CmId listener_;
+  ProtectionDomain pd_;
+  std::unique_ptr<VerbsRegistrar> registrar_;
+  ibv_context* context_ = nullptr;
+  std::map<rdma_cm_id*, std::unique_ptr<ServerConnection>> connections_;
+  uint16_t port_ = 0;
+  int wake_fd_ = -1;
+  std::atomic<bool> quit_{false};
+  std::thread thread_;
+};
+
+Result<void> VerbsServerImpl::listen() {
+  ZCIO_RETURN_IF_ERROR(rdmaDevicePresent());
+  if (!options_.pool) options_.pool = iobuf::BufferPool::create();
+  events_.reset(rdma_create_event_channel());
+  if (!events_) return makeError(errno, "rdma_create_event_channel");
+  rdma_cm_id* raw = nullptr;
+  if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0) return makeError(errno, "rdma_create_id");
+  listener_.reset(raw);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* ai = nullptr;
+  int gai = getaddrinfo(options_.host.c_str(), std::to_string(options_.port).c_str(), &hints, &ai);
+  if (gai != 0) return makeError(EINVAL, "listen address " + options_.host + ": " + gai_strerror(gai));
+  int rc = rdma_bind_addr(listener_.get(), ai->ai_addr);
+  freeaddrinfo(ai);
+  if (rc != 0) return makeError(errno, "rdma_bind_addr " + options_.host + " (is there an RDMA device on it?)");
+  if (listener_->verbs == nullptr) {
+    return makeError(EADDRNOTAVAIL, "listen address " + options_.host + " has no RDMA device; name the device's address");
+  }
+  context_ = listener_->verbs;
+  pd_.reset(ibv_alloc_pd(context_));
+  if (!pd_) return makeError(errno, "ibv_alloc_pd");
+  registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());
+  // Reply payloads are RDMA WRITE sources and RDMA READ targets.
+  ZCIO_RETURN_IF_ERROR(options_.pool->registerSlabs(*registrar_, iobuf::kLocalWrite));
+  if (rdma_listen(listener_.get(), 64) != 0) return makeError(errno, "rdma_listen");
+  port_ = ntohs(rdma_get_src_port(listener_.get()));
+  int flags = fcntl(events_->fd, F_GETFL);
+  fcntl(events_->fd, F_SETFL, flags | O_NONBLOCK);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  thread_ = std::thread([this] { run(); });
+  return okResult();
+}
+
+void VerbsServerImpl::stop() {
+  if (thread_.joinable()) {
+    quit_ = true;
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof one);
+    (void)ignored;
+    thread_.join();
+  }
+  for (auto& [id, c] : connections_) {
+    c->conn->moveToError();
+    rdma_disconnect(id);
+  }
+  connections_.clear();
+  // The pool outlives us (it is the service's); its MRs must not outlive the PD.
+  if (registrar_ && options_.pool) options_.pool->deregisterSlabs();
+  if (wake_fd_ >= 0) close(wake_fd_);
+  wake_fd_ = -1;
+}
+
+void VerbsServerImpl::run() {
+  std::vector<pollfd> fds;
+  std::vector<ServerConnection*> owners;
+  while (!quit_) {
+    fds.assign({{wake_fd_, POLLIN, 0}, {events_->fd, POLLIN, 0}});
+    owners.assign(2, nullptr);
+    for (auto& [id, c] : connections_) {
+      if (c->conn && c->established && !c->closing) {
+        fds.push_back({c->conn->completionFd(), POLLIN, 0});
+        owners.push_back(c.get());
+      }
+    }
+    int n = ::poll(fds.data(), fds.size(), 100);
+    if (n < 0 && errno != EINTR) break;
+    for (size_t i = 2; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      ServerConnection& c = *owners[i];
+      if (auto r = c.conn->consumeEvent(); !r) {
+        drop(c, r.error().toString());
+        continue;
+      }
+      pollConnection(c);
+    }
+    if (fds[1].revents != 0) {
+      rdma_cm_event* event = nullptr;
+      while (rdma_get_cm_event(events_.get(), &event) == 0) onCmEvent(event);
+    }
+  }
+}
+
+void VerbsServerImpl::onCmEvent(rdma_cm_event* event) {
+  rdma_cm_id* id = event->id;
+  switch (event->event) {
+    case RDMA_CM_EVENT_CONNECT_REQUEST:
+      accept(event);  // acks
+      return;
+    case RDMA_CM_EVENT_ESTABLISHED: {
+      auto it = connections_.find(id);
+      if (it != connections_.end()) {
+        it->second->established = true;
+        counters_.connections.fetch_add(1, std::memory_order_relaxed);
+        ZCIO_LOG(kInfo, "rdma connection from ", it->second->peer, " established");
+        pollConnection(*it->second);
+      }
+      rdma_ack_cm_event(event);
+      return;
+    }
+    case RDMA_CM_EVENT_DISCONNECTED:
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+    case RDMA_CM_EVENT_UNREACHABLE:
+    case RDMA_CM_EVENT_REJECTED:
+    case RDMA_CM_EVENT_TIMEWAIT_EXIT: {
+      std::string what = describeEvent(event);
+      rdma_ack_cm_event(event);
+      auto it = connections_.find(id);
+      if (it != connections_.end()) {
+        if (!it->second->closing) ZCIO_LOG(kInfo, "rdma connection from ", it->second->peer, " closed: ", what);
+        destroy(id);
+      }
+      return;
+    }
+    default:
+      ZCIO_LOG(kDebug, "rdma_cm event ", describeEvent(event));
+      rdma_ack_cm_event(event);
+      return;
+  }
+}
+
+void VerbsServerImpl::accept(rdma_cm_event* event) {
+  rdma_cm_id* id = event->id;
+  auto theirs = decodeParams(event->param.conn.private_data, event->param.conn.private_data_len);
+  auto reject = [&](const std::string& why) {
+    ZCIO_LOG(kWarn, "rdma connection from ", peerOf(id), " refused: ", why);
+    rdma_reject(id, nullptr, 0);
+    rdma_ack_cm_event(event);
+    rdma_destroy_id(id);
+  };
+  if (!theirs) return reject(theirs.error().what);
+  if (id->verbs != context_) return reject("arrived on a different RDMA device than the listener's");
+  auto c = std::make_unique<ServerConnection>();
+  c->peer = peerOf(id);
+  c->params = negotiate(options_.params, *theirs);
+  // Each reply may need one RDMA WRITE per 16 pool pieces or segment.
+  uint32_t work = static_cast<uint32_t>(rpc::kMaxPayloadLength / options_.pool->chunkSize() / kMaxSge +
+                                        c->params.max_segments + 2);
+  auto conn = RcConnection::create(id, pd_.get(), c->params, options_.reply_slots, work);
+  if (!conn) return reject(conn.error().toString());
+  c->conn = std::move(*conn);
+  c->in_flight.resize(options_.reply_slots);
+  c->slot_work.resize(options_.reply_slots);
+  c->sq_free = c->conn->sendQueueDepth();
+  c->session = service_.openSession("rdma " + c->peer);
+  uint8_t private_data[kParamsWireSize];
+  encodeParams(c->params, private_data);
+  rdma_conn_param param{};
+  param.private_data = private_data;
+  param.private_data_len = sizeof private_data;
+  param.responder_resources = 16;
+  param.initiator_depth = 16;
+  param.rnr_retry_count = 7;
+  if (rdma_accept(id, &param) != 0) {
+    int err = errno;
+    c->conn.reset();
+    return reject(std::string("rdma_accept: ") + strerror(err));
+  }
+  rdma_ack_cm_event(event);
+  c->id.reset(id);
+  connections_.emplace(id, std::move(c));
+}
+
+void VerbsServerImpl::drop(ServerConnection& c, const std::string& reason) {
+  if (c.closing) return;
+  c.closing = true;
+  counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  ZCIO_LOG(kWarn, "rdma connection from ", c.peer, " closed: ", reason);
+  c.conn->moveToError();
+  rdma_disconnect(c.id.get());  // DISCONNECTED then frees it
+}
+
+void VerbsServerImpl::destroy(rdma_cm_id* id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  ServerConnection& c = *it->second;
+  c.session.reset();
+  c.queue.clear();
+  c.conn.reset();  // QP before the id
+  connections_.erase(it);
+}
+
+void VerbsServerImpl::pollConnection(ServerConnection& c) {
+  ibv_wc wcs[32];
+  while (!c.closing) {
+    int got = c.conn->poll(wcs);
+    if (got <= 0) break;
+    for (int i = 0; i < got && !c.closing; ++i) onCompletion(c, wcs[i]);
+  }
+  if (!c.closing) process(c);
+}
+
+void VerbsServerImpl::onCompletion(ServerConnection& c, const ibv_wc& wc) {
+  if (wc.status != IBV_WC_SUCCESS) {
+    drop(c, std::string("work completion error: ") + ibv_wc_status_str(wc.status) +
+                (wc.status == IBV_WC_REM_ACCESS_ERR ? " (the client's rkey or segment is bad)" : ""));
+    return;
+  }
+  switch (wrKind(wc.wr_id)) {
+    case WorkKind::kReceive:
+      onCall(c, static_cast<uint32_t>(wrIndex(wc.wr_id)), wc.byte_len);
+      return;
+    case WorkKind::kSend: {
+      uint32_t slot = static_cast<uint32_t>(wrIndex(wc.wr_id));
+      c.in_flight[slot].clear();  // the WRITEs before this SEND are done too
+      c.sq_free += c.slot_work[slot];
+      c.conn->returnSendSlot(slot);
+      return;
+    }
+    case WorkKind::kRead:
+      ++c.sq_free;
+      for (auto& p : c.queue) {
+        if (p.call.xid == wrIndex(wc.wr_id) && p.reads_outstanding > 0) {
+          --p.reads_outstanding;
+          break;
+        }
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+void VerbsServerImpl::onCall(ServerConnection& c, uint32_t slot, uint32_t length) {
+  auto message = decodeMessage({c.conn->receiveBuffer(slot), length});
+  if (!message) return drop(c, "protocol error: " + message.error().what);
+  if (message->preamble.type != rpc::FrameType::kCall) return drop(c, "protocol error: client sent a reply");
+  PendingCall p;
+  p.call.xid = message->preamble.xid;
+  if (!p.call.header.ParseFromArray(message->header.data(), static_cast<int>(message->header.size()))) {
+    return drop(c, "protocol error: call header does not parse");
+  }
+  if (!message->payload.empty()) {
+    // Inline WRITE data: into pool buffers (the server's copy).
+    auto buffers = options_.pool->getVector(message->payload.size());
+    if (!buffers) return drop(c, buffers.error().toString());
+    iovec src{const_cast<std::byte*>(message->payload.data()), message->payload.size()};
+    iobuf::IoBufVector::wrapUser({&src, 1}).copyTo(buffers->toIovecs());
+    p.call.payload = std::move(*buffers);
+  }
+  if (auto r = c.conn->postReceive(slot); !r) return drop(c, r.error().toString());
+  counters_.calls.fetch_add(1, std::memory_order_relaxed);
+  auto& h = p.call.header;
+  if (static_cast<uint32_t>(h.write_chunks_size() + h.read_chunks_size()) > c.params.max_segments) {
+    p.failed = true;  // answered with an error below
+  }
+  for (const auto& s : h.write_chunks()) p.write_chunks.push_back({s.addr(), s.rkey(), s.length()});
+  if (!p.failed && h.read_chunks_size() > 0) {
+    uint64_t total = 0;
+    for (const auto& s : h.read_chunks()) {
+      total += s.length();
+      p.read_chunks.push_back({s.addr(), s.rkey(), s.length()});
+    }
+    if (h.op() != rpc::pb::OP_WRITE || total != h.length() || !p.call.payload.empty() ||
+        total > rpc::kMaxPayloadLength) {
+      p.failed = true;
+      p.read_chunks.clear();
+    }
+  }
+  h.clear_write_chunks();
+  h.clear_read_chunks();
+  c.queue.push_back(std::move(p));
+}
+
+// Work requests a transfer of `bytes` through `segments` remote segments
+// may need, at most: one per (segment, pool chunk, max-size piece) boundary.
+uint64_t workBound(uint64_t bytes, size_t segments, uint64_t chunk, uint64_t piece) {
+  return segments + bytes / chunk + bytes / piece + 1;
+}
+
+Result<void> VerbsServerImpl::postReads(ServerConnection& c, PendingCall& p) {
+  uint64_t total = p.call.header.length();
+  auto buffers = options_.pool->getVector(total);
+  if (!buffers) return buffers.error();
+  p.call.payload = std::move(*buffers);
+  auto made = planTransfer(p.call.payload, p.read_chunks, kMaxSge,
+                           [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
+                             return c.conn->postRead(sges, remote, makeWrId(WorkKind::kRead, p.call.xid));
+                           },
+                           kMaxReadBytes);
+  if (!made) return made.error();
+  c.sq_free -= static_cast<uint32_t>(*made);
+  p.reads_outstanding = static_cast<uint32_t>(*made);
+  p.reads_posted = true;
+  counters_.rdma_reads.fetch_add(*made, std::memory_order_relaxed);
+  return okResult();
+}
+
+void VerbsServerImpl::process(ServerConnection& c) {
+  // Pull WRITE data for queued calls, in order, while the send queue has
+  // room for every request it could take (never overrun the QP).
+  for (auto& p : c.queue) {
+    if (p.read_chunks.empty() || p.reads_posted) continue;
+    uint64_t need = workBound(p.call.header.length(), p.read_chunks.size(), options_.pool->chunkSize(),
+                              kMaxReadBytes);
+    if (need > c.sq_free) break;
+    if (auto r = postReads(c, p); !r) return drop(c, r.error().toString());
+  }
+  while (!c.closing && !c.queue.empty() && c.queue.front().reads_outstanding == 0 &&
+         (c.queue.front().read_chunks.empty() || c.queue.front().reads_posted)) {
+    auto answered = answer(c, c.queue.front());
+    if (!answered) return drop(c, answered.error().toString());
+    if (!*answered) return;  // no send slot: resumes on a send completion
+    c.queue.pop_front();
+  }
+}
+
+Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
+  // The send buffer first: once the session has run the call, it must be
+  // answered now (a retry would run it twice).
+  uint64_t need = 1 + workBound(p.call.header.length(), p.write_chunks.size(), options_.pool->chunkSize(),
+                                UINT32_MAX);
+  if (need > c.sq_free) return false;  // resumes on a send completion
+  auto slot = c.conn->takeSendSlot();
+  if (!slot) return false;
+  auto& h = p.call.header;
+  uint64_t chunk_total = 0;
+  for (const auto& s : p.write_chunks) chunk_total += s.length;
+  rpc::OutgoingReply reply;
+  if (p.failed) {
+    reply = rpc::errorReply(EINVAL, "bad chunk lists (too many segments, or lengths that disagree with the call)");
+  } else if (h.op() == rpc::pb::OP_READ && !p.write_chunks.empty() && chunk_total < h.length()) {
+    reply = rpc::errorReply(EINVAL, "write chunks hold " + std::to_string(chunk_total) + " bytes, the read asks for " +
+                                        std::to_string(h.length()));
+  } else if (h.op() == rpc::pb::OP_READ && p.write_chunks.empty() && h.length() > c.params.inline_threshold) {
+    reply = rpc::errorReply(EINVAL, "a read over the inline threshold needs write chunks");
+  } else {
+    auto handled = c.session->handle(std::move(p.call));
+    if (!handled) {
+      c.conn->returnSendSlot(*slot);
+      return handled.error();
+    }
+    reply = std::move(*handled);
+  }
+  uint32_t writes = 0;
+  // RDMA WRITE the payload into the client's segments, unsignalled: the
+  // signalled SEND behind them tells us when all are done.
+  if (!reply.payload.empty() && !p.write_chunks.empty()) {
+    auto made = planTransfer(reply.payload, p.write_chunks, kMaxSge,
+                             [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
+                               return c.conn->postWrite(sges, remote, false, makeWrId(WorkKind::kWrite, 0));
+                             });
+    if (!made) {
+      c.conn->returnSendSlot(*slot);
+      return made.error();
+    }
+    writes = static_cast<uint32_t>(*made);
+    counters_.rdma_writes.fetch_add(*made, std::memory_order_relaxed);
+  }
+  std::string header;
+  reply.header.SerializeToString(&header);
+  std::vector<std::byte> inline_payload;
+  if (!reply.payload.empty() && p.write_chunks.empty()) {
+    inline_payload.resize(reply.payload.totalLength());
+    std::vector<iovec> dst{{inline_payload.data(), inline_payload.size()}};
+    reply.payload.copyTo(dst);
+  }
+  auto length = encodeMessage({c.conn->sendBuffer(*slot), c.params.max_message}, rpc::FrameType::kReply,
+                              p.call.xid, header, inline_payload);
+  if (!length) {
+    c.conn->returnSendSlot(*slot);
+    return length.error();
+  }
+  c.in_flight[*slot] = std::move(reply.payload);
+  c.slot_work[*slot] = writes + 1;
+  c.sq_free -= writes + 1;
+  if (auto r = c.conn->postSend(*slot, *length); !r) return r.error();
+  return true;
+}
+
+VerbsServer::VerbsServer(std::unique_ptr<VerbsServerImpl> impl) : impl_(std::move(impl)) {}
+VerbsServer::~VerbsServer() { stop(); }
+uint16_t VerbsServer::port() const { return impl_->port(); }
+const VerbsServerCounters& VerbsServer::counters() const { return impl_->counters_; }
+void VerbsServer::stop() { impl_->stop(); }
+
+Result<std::unique_ptr<VerbsServer>> VerbsServer::start(VerbsServerOptions options, rpc::Service& service) {
+  auto impl = std::make_unique<VerbsServerImpl>(std::move(options), service);
+  ZCIO_RETURN_IF_ERROR(impl->listen());
+  return std::unique_ptr<VerbsServer>(new VerbsServer(std::move(impl)));
+}
+
+}  // namespace zcio::verbs

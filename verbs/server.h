@@ -1,0 +1,61 @@
+// VerbsServer: serves zcio calls over RDMA RC connections (rdma_cm).
+//
+// For a READ with write chunks, the session's reply payload (the brick's
+// pool buffers, registered once with this server's PD) is RDMA-WRITTEN into
+// the client's segments, then the reply is SENT; RC ordering makes the data
+// visible first. For a WRITE with read chunks the payload is RDMA-READ into
+// pool buffers before the session sees the call. Calls of one connection are
+// answered in order. A connection whose peer breaks the protocol, or whose
+// QP fails (a bad rkey: remote access error), is closed with a logged reason;
+// the others carry on.
+//
+// One thread polls the listener and every connection.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "iobuf/buffer_pool.h"
+#include "rpc/service.h"
+#include "verbs/owners.h"
+#include "verbs/params.h"
+#include "verbs/registrar.h"
+
+namespace zcio::verbs {
+
+struct VerbsServerOptions {
+  std::string host;  // an address with an RDMA device behind it
+  uint16_t port = 0;
+  ConnectionParams params;
+  uint32_t reply_slots = 16;  // replies in flight per connection
+  // The pool the service's reply payloads come from; registered here.
+  std::shared_ptr<iobuf::BufferPool> pool;
+};
+
+struct VerbsServerCounters {
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> protocol_errors{0};
+  std::atomic<uint64_t> rdma_writes{0};
+  std::atomic<uint64_t> rdma_reads{0};
+};
+
+class VerbsServerImpl;
+
+class VerbsServer {
+ public:
+  static Result<std::unique_ptr<VerbsServer>> start(VerbsServerOptions options, rpc::Service& service);
+  ~VerbsServer();
+  uint16_t port() const;
+  const VerbsServerCounters& counters() const;
+  void stop();
+
+ private:
+  explicit VerbsServer(std::unique_ptr<VerbsServerImpl> impl);
+  std::unique_ptr<VerbsServerImpl> impl_;
+};
+
+}  // namespace zcio::verbs

@@ -115,4 +115,14 @@ int zcio_get_stats(zcio_client_t* client, struct zcio_stats* out) {
   return 0;
 }
 
+int zcio_register_memory(zcio_client_t* client, void* addr, size_t length) {
+  if (badArgs(client == nullptr || addr == nullptr || length == 0)) return -1;
+  return failed(client->client->registerMemory(addr, length)) ? -1 : 0;
+}
+
+int zcio_deregister_memory(zcio_client_t* client, void* addr, size_t length) {
+  if (badArgs(client == nullptr || addr == nullptr || length == 0)) return -1;
+  return failed(client->client->deregisterMemory(addr, length)) ? -1 : 0;
+}
+
 }  // extern "C"

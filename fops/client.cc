@@ -248,7 +248,17 @@ ClientStats Client::stats() const {
   s.timeouts = t.timeouts.load();
   s.cancels = t.cancels.load();
   s.protocol_errors = t.protocol_errors.load();
+  s.registrations = t.registrations.load();
+  s.registration_hits = t.registration_hits.load();
   return s;
+}
+
+Result<void> Client::registerMemory(void* addr, size_t length) {
+  return transport_->registerMemory(addr, length);
+}
+
+Result<void> Client::deregisterMemory(void* addr, size_t length) {
+  return transport_->deregisterMemory(addr, length);
 }
 
 std::string Client::describe() const { return transport_->describe(); }

@@ -69,6 +69,8 @@ struct ClientStats {
   uint64_t timeouts = 0;
   uint64_t cancels = 0;
   uint64_t protocol_errors = 0;
+  uint64_t registrations = 0;      // RDMA: user memory registered for one call
+  uint64_t registration_hits = 0;  // RDMA: calls served by pre-registered memory
 };
 
 enum class IoMode { kRegular, kDirect };
@@ -114,6 +116,15 @@ class Client {
                          IoCallback done);
   // The callback then runs with ECANCELED unless the call had completed.
   void cancel(const AsyncCall& call);
+
+  // Pre-registers memory the application will read into / write from many
+  // times (as MPI_Alloc_mem or ucp_mem_map do): on RDMA, direct calls inside
+  // it skip registration (stats().registration_hits); the memory is exposed
+  // to the server for as long as it stays registered, and a failed or
+  // cancelled call on it closes the connection (the only way to revoke a
+  // long-lived rkey early). Deregister before freeing. No-op on TCP.
+  Result<void> registerMemory(void* addr, size_t length);
+  Result<void> deregisterMemory(void* addr, size_t length);
 
   ClientStats stats() const;
   std::string describe() const;

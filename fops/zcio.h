@@ -48,6 +48,12 @@ ssize_t zcio_pwritev_direct(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, 
 
 int zcio_get_stats(zcio_client_t* client, struct zcio_stats* out);
 
+/* Pre-register memory used for many direct calls (RDMA: no registration on
+ * the hot path; the memory stays exposed to the server until deregistered).
+ * No-op on TCP. Deregister before freeing. */
+int zcio_register_memory(zcio_client_t* client, void* addr, size_t length);
+int zcio_deregister_memory(zcio_client_t* client, void* addr, size_t length);
+
 #ifdef __cplusplus
 }
 #endif

@@ -92,6 +92,12 @@
 // afresh) and its destructor leaks rather than deregistering the parent's
 // registrations.
 //
+// Side effects of watching: a watched sub-range splits the caller's VMA, so
+// (a) mremap() of a range that spans such a split fails with EFAULT (mremap
+// moves a single VMA; glibc's realloc then falls back to malloc+copy+free),
+// and (b) every cached entry may cost up to two VMAs against
+// vm.max_map_count (65530 by default) until it is evicted or invalidated.
+//
 // One cache per process (or per protection domain) is the intended use: a
 // page can be watched by one userfaultfd only, so memory already cached by
 // another RegistrationCache gets EBUSY here and is registered per request

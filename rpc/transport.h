@@ -24,6 +24,8 @@ struct TransportCounters {
   std::atomic<uint64_t> timeouts{0};
   std::atomic<uint64_t> cancels{0};
   std::atomic<uint64_t> protocol_errors{0};
+  std::atomic<uint64_t> registrations{0};      // memory registered for one call (RDMA)
+  std::atomic<uint64_t> registration_hits{0};  // calls served by pre-registered memory
 };
 
 class Transport {
@@ -47,6 +49,12 @@ class Transport {
   // on RDMA its buffers are registered, so they go out without another copy
   // or registration.
   virtual std::shared_ptr<iobuf::BufferPool> payloadPool() const = 0;
+  // Pre-registers [addr, addr + length) for as long as the caller keeps it
+  // (as MPI_Alloc_mem / ucp_mem_map): direct calls inside it never register
+  // on the hot path. The caller deregisters before freeing the memory.
+  // Transports that need no registration accept and ignore it. Thread-safe.
+  virtual Result<void> registerMemory(void* addr, size_t length) = 0;
+  virtual Result<void> deregisterMemory(void* addr, size_t length) = 0;
   virtual std::string describe() const = 0;  // e.g. "tcp 127.0.0.1:40000"
 };
 

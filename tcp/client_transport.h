@@ -53,6 +53,8 @@ class TcpClientTransport final : public rpc::Transport {
   const rpc::TransportCounters& counters() const override { return counters_; }
   std::string describe() const override { return description_; }
   std::shared_ptr<iobuf::BufferPool> payloadPool() const override { return options_.pool; }
+  Result<void> registerMemory(void*, size_t) override { return okResult(); }
+  Result<void> deregisterMemory(void*, size_t) override { return okResult(); }
 
   explicit TcpClientTransport(ClientOptions options);  // use connect()
 

@@ -16,8 +16,6 @@
 namespace zcio::verbs {
 namespace {
 
-constexpr uintptr_t kPage = 4096;
-
 std::string statusText(const ibv_wc& wc) {
   return std::string(ibv_wc_status_str(wc.status)) + " (vendor error " + std::to_string(wc.vendor_err) + ")";
 }
@@ -67,6 +65,9 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   pd_.reset(ibv_alloc_pd(id_->verbs));
   if (!pd_) return makeError(errno, "ibv_alloc_pd");
   registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());
+  iobuf::RegistrationCache::Options cache_options;
+  cache_options.monitor_unmaps = false;  // only explicit pins are cached (see header)
+  cache_ = std::make_unique<iobuf::RegistrationCache>(*registrar_, cache_options);
   pool_ = iobuf::BufferPool::create();
   // Pool buffers are library memory registered once: regular reads land in
   // them (REMOTE_WRITE) and staged writes leave from them (REMOTE_READ).
@@ -115,9 +116,20 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   return okResult();
 }
 
+Result<void> VerbsClientTransport::registerMemory(void* addr, size_t length) {
+  auto keys = cache_->pin(addr, length, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead);
+  if (!keys) return keys.error();
+  return okResult();
+}
+
+Result<void> VerbsClientTransport::deregisterMemory(void* addr, size_t length) {
+  return cache_->unpin(addr, length);
+}
+
 VerbsClientTransport::~VerbsClientTransport() {
   shutdown();
   conn_.reset();
+  cache_.reset();
   // Pool buffers may outlive us (a caller still holding a reply); their MRs
   // may not outlive the PD.
   if (pool_) pool_->deregisterSlabs();
@@ -252,15 +264,19 @@ Result<void> VerbsClientTransport::addSegments(rpc::PendingRequest& entry, std::
     if (static_cast<uint32_t>(out->size()) >= params_.max_segments) {
       return makeError(EINVAL, "more iov segments than the negotiated " + std::to_string(params_.max_segments));
     }
-    // Page-granular, as the registration cache will be.
-    uintptr_t start = reinterpret_cast<uintptr_t>(v.iov_base) & ~(kPage - 1);
-    uintptr_t end = (reinterpret_cast<uintptr_t>(v.iov_base) + v.iov_len + kPage - 1) & ~(kPage - 1);
-    auto keys = registrar_->registerRange(reinterpret_cast<void*>(start), end - start, access);
-    if (!keys) return keys.error();
-    state.registrations.push_back(*keys);
+    auto ref = cache_->acquire(v.iov_base, v.iov_len, access);
+    if (!ref) return ref.error();
+    if (ref->cached()) {
+      state.uses_pinned = true;
+      counters_.registration_hits.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      counters_.registrations.fetch_add(1, std::memory_order_relaxed);
+    }
+    uint32_t rkey = ref->keys().rkey;
+    state.registrations.push_back(std::move(*ref));
     auto* seg = out->Add();
     seg->set_addr(reinterpret_cast<uint64_t>(v.iov_base));
-    seg->set_rkey(keys->rkey);
+    seg->set_rkey(rkey);
     seg->set_length(static_cast<uint32_t>(v.iov_len));
     state.chunk_capacity += v.iov_len;
   }
@@ -360,19 +376,24 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
 
 void VerbsClientTransport::release(rpc::PendingRequest& entry) {
   CallState& state = stateOf(entry.xid);
-  // Deregistering makes the rkeys unusable before the call completes.
-  for (const auto& keys : state.registrations) {
-    if (auto r = registrar_->deregister(keys); !r) {
-      ZCIO_LOG(kWarn, description_, ": ", r.error().toString());
-    }
-  }
+  // Dropping per-call registrations deregisters them: their rkeys are
+  // unusable before the call completes.
   state.registrations.clear();
+  state.uses_pinned = false;
   state.pool_destination.clear();
   state.chunk_capacity = 0;
 }
 
 void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
   CallState& state = stateOf(entry.xid);
+  if (!result.ok() && state.sent && state.uses_pinned && !closed_) {
+    // Pre-registered memory keeps its rkey after the call: the only way to
+    // stop a late RDMA WRITE into it is to stop the QP before we return.
+    // failConnection completes every pending call, this one included.
+    failConnection(makeError(result.error().code, result.error().what +
+                                                      " (connection closed: it exposed pre-registered memory)"));
+    return;
+  }
   if (state.sent) {
     --outstanding_;
     state.sent = false;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "iobuf/buffer_pool.h"
+#include "iobuf/registration_cache.h"
 #include "rpc/request_table.h"
 #include "rpc/transport.h"
 #include "verbs/owners.h"
@@ -61,6 +62,10 @@ class VerbsClientTransport final : public rpc::Transport {
   const rpc::TransportCounters& counters() const override { return counters_; }
   std::string describe() const override { return description_; }
   std::shared_ptr<iobuf::BufferPool> payloadPool() const override { return pool_; }
+  // Pinned through the registration cache with local and remote read/write
+  // access: the user chose to expose this memory for its life.
+  Result<void> registerMemory(void* addr, size_t length) override;
+  Result<void> deregisterMemory(void* addr, size_t length) override;
 
   uint64_t registrations() const { return registrar_ ? registrar_->registrations() : 0; }
   const ConnectionParams& params() const { return params_; }
@@ -69,7 +74,9 @@ class VerbsClientTransport final : public rpc::Transport {
 
  private:
   struct CallState {  // per request-table slot
-    std::vector<iobuf::RegistrationKeys> registrations;
+    // Released (per-call registrations deregistered) before completion.
+    std::vector<iobuf::RegistrationRef> registrations;
+    bool uses_pinned = false;  // its segments stay valid after it ends
     iobuf::IoBufVector pool_destination;  // regular reads
     uint64_t chunk_capacity = 0;
     bool sent = false;  // counted against credits
@@ -101,6 +108,9 @@ class VerbsClientTransport final : public rpc::Transport {
   CmId id_;
   ProtectionDomain pd_;
   std::unique_ptr<VerbsRegistrar> registrar_;
+  // Without an unmap monitor: pinned memory hits, anything else is
+  // registered for one call and deregistered when it ends (narrow rkeys).
+  std::unique_ptr<iobuf::RegistrationCache> cache_;
   std::shared_ptr<iobuf::BufferPool> pool_;
   std::unique_ptr<RcConnection> conn_;
 

@@ -28,10 +28,14 @@ std::atomic<int>& currentLevel() {
 
 const char* name(Level level) {
   switch (level) {
-    case Level::kError: return "E";
-    case Level::kWarn: return "W";
-    case Level::kInfo: return "I";
-    case Level::kDebug: return "D";
+    case Level::kError:
+      return "E";
+    case Level::kWarn:
+      return "W";
+    case Level::kInfo:
+      return "I";
+    case Level::kDebug:
+      return "D";
   }
   return "?";
 }
@@ -42,7 +46,9 @@ bool enabled(Level level) {
   return static_cast<int>(level) <= currentLevel().load(std::memory_order_relaxed);
 }
 
-void setLevel(Level level) { currentLevel().store(static_cast<int>(level)); }
+void setLevel(Level level) {
+  currentLevel().store(static_cast<int>(level));
+}
 
 void write(Level level, std::string_view line) {
   using namespace std::chrono;

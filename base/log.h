@@ -14,11 +14,11 @@ void setLevel(Level level);
 
 }  // namespace zcio::log
 
-#define ZCIO_LOG(level, ...)                                              \
-  do {                                                                    \
-    if (::zcio::log::enabled(::zcio::log::Level::level)) {                \
+#define ZCIO_LOG(level, ...)                                                           \
+  do {                                                                                 \
+    if (::zcio::log::enabled(::zcio::log::Level::level)) {                             \
       ::zcio::log::write(::zcio::log::Level::level, ::zcio::log::format(__VA_ARGS__)); \
-    }                                                                     \
+    }                                                                                  \
   } while (0)
 
 #include <sstream>

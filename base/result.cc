@@ -8,7 +8,9 @@ std::string Error::toString() const {
   return what + " (" + std::strerror(code) + ")";
 }
 
-Error makeError(int code, std::string what) { return Error{code, std::move(what)}; }
+Error makeError(int code, std::string what) {
+  return Error{code, std::move(what)};
+}
 
 Error errnoError(const char* call) {
   int saved = errno;

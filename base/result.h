@@ -27,7 +27,7 @@ Error errnoError(const char* call);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit like expected
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit like expected
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
@@ -62,14 +62,16 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-inline Result<void> okResult() { return {}; }
+inline Result<void> okResult() {
+  return {};
+}
 
 }  // namespace zcio
 
-#define ZCIO_RETURN_IF_ERROR(expr)          \
-  do {                                      \
-    auto zcio_status_ = (expr);             \
-    if (!zcio_status_.ok()) {               \
-      return zcio_status_.error();          \
-    }                                       \
+#define ZCIO_RETURN_IF_ERROR(expr) \
+  do {                             \
+    auto zcio_status_ = (expr);    \
+    if (!zcio_status_.ok()) {      \
+      return zcio_status_.error(); \
+    }                              \
   } while (0)

@@ -62,7 +62,9 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void fail(const std::string& what) { throw Error(what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw Error(what);
+}
 
 [[noreturn]] void failErrno(const std::string& what) {
   const int err = errno;  // save before building strings
@@ -241,10 +243,20 @@ struct Args {
     int shift = 0;
     if (ok && *end != '\0') {
       switch (*end) {
-        case 'K': case 'k': shift = 10; break;
-        case 'M': case 'm': shift = 20; break;
-        case 'G': case 'g': shift = 30; break;
-        default: ok = false;
+        case 'K':
+        case 'k':
+          shift = 10;
+          break;
+        case 'M':
+        case 'm':
+          shift = 20;
+          break;
+        case 'G':
+        case 'g':
+          shift = 30;
+          break;
+        default:
+          ok = false;
       }
       ok = ok && end[1] == '\0' && v <= (UINT64_MAX >> shift);
       v <<= shift;
@@ -494,7 +506,8 @@ int runRead(const Args& args) {
 
   const double seconds = std::chrono::duration<double>(t1 - t0).count();
   const double mbPerS = static_cast<double>(size) / 1e6 / seconds;
-  const double cpuNsPerKib = static_cast<double>(cpu1 - cpu0) / (static_cast<double>(size) / 1024.0);
+  const double cpuNsPerKib =
+      static_cast<double>(cpu1 - cpu0) / (static_cast<double>(size) / 1024.0);
   // With --json, stdout carries only the JSON line; the human line goes to stderr.
   std::fprintf(json ? stderr : stdout,
                "raw read: %llu bytes in %.4f s = %.1f MB/s, client cpu %.1f ns/KiB "
@@ -503,9 +516,10 @@ int runRead(const Args& args) {
                static_cast<unsigned long long>(block), static_cast<unsigned long long>(qd),
                static_cast<unsigned long long>(piece));
   if (json)
-    std::printf("{\"tool\":\"raw\",\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.1f,"
-                "\"cpu_ns_per_kib\":%.2f,\"bytes_copied\":0}\n",
-                static_cast<unsigned long long>(size), seconds, mbPerS, cpuNsPerKib);
+    std::printf(
+        "{\"tool\":\"raw\",\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.1f,"
+        "\"cpu_ns_per_kib\":%.2f,\"bytes_copied\":0}\n",
+        static_cast<unsigned long long>(size), seconds, mbPerS, cpuNsPerKib);
   std::fflush(stdout);
 
   if (args.has("verify")) {
@@ -565,9 +579,10 @@ int runPingpong(const Args& args) {
                static_cast<unsigned long long>(block), static_cast<unsigned long long>(iterations),
                minUs, medUs, p99Us, maxUs);
   if (json)
-    std::printf("{\"tool\":\"raw\",\"block\":%llu,\"lat_us_min\":%.2f,\"lat_us_median\":%.2f,"
-                "\"lat_us_p99\":%.2f,\"lat_us_max\":%.2f}\n",
-                static_cast<unsigned long long>(block), minUs, medUs, p99Us, maxUs);
+    std::printf(
+        "{\"tool\":\"raw\",\"block\":%llu,\"lat_us_min\":%.2f,\"lat_us_median\":%.2f,"
+        "\"lat_us_p99\":%.2f,\"lat_us_max\":%.2f}\n",
+        static_cast<unsigned long long>(block), minUs, medUs, p99Us, maxUs);
   std::fflush(stdout);
   return 0;
 }
@@ -587,12 +602,10 @@ int main(int argc, char** argv) {
   try {
     if (argc < 2) throw UsageError("missing mode");
     const std::string mode = argv[1];
-    if (mode == "serve")
-      return runServe(parseArgs(argc, argv, {"port", "file", "threads"}, {}));
+    if (mode == "serve") return runServe(parseArgs(argc, argv, {"port", "file", "threads"}, {}));
     if (mode == "read")
-      return runRead(parseArgs(argc, argv,
-                               {"port", "size", "block", "qd", "piece", "verify", "timeout-s"},
-                               {"json"}));
+      return runRead(parseArgs(
+          argc, argv, {"port", "size", "block", "qd", "piece", "verify", "timeout-s"}, {"json"}));
     if (mode == "pingpong")
       return runPingpong(parseArgs(
           argc, argv, {"port", "block", "iterations", "warmup", "piece", "timeout-s"}, {"json"}));

@@ -41,8 +41,8 @@ class FakeRegistrar final : public MemoryRegistrar {
 // One page per region, 10,000 of them, in one mapping.
 struct Memory {
   Memory() {
-    void* p = ::mmap(nullptr, kRegions * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-                     -1, 0);
+    void* p = ::mmap(nullptr, kRegions * kPage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED) std::abort();
     base = static_cast<char*>(p);
     // A fixed pseudo-random visiting order: lookups do not walk the map in order.
@@ -125,7 +125,8 @@ BENCHMARK(BM_HitSameBuffer);
 void BM_HitInsideLargerEntry(benchmark::State& state) {
   RegistrationCache& cache = warmCache();
   static char* large = [&] {
-    void* p = ::mmap(nullptr, 64 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    void* p = ::mmap(nullptr, 64 * kPage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED || !cache.acquire(p, 64 * kPage, kAccess).ok()) std::abort();
     return static_cast<char*>(p);
   }();
@@ -186,7 +187,8 @@ void BM_MissWithEviction(benchmark::State& state) {
     benchmark::DoNotOptimize(ref->keys().rkey);
   }
   auto stats = cache.stats();
-  state.counters["hit_ratio"] = static_cast<double>(stats.hits) / static_cast<double>(stats.hits + stats.misses);
+  state.counters["hit_ratio"] =
+      static_cast<double>(stats.hits) / static_cast<double>(stats.hits + stats.misses);
   state.counters["uncached"] = static_cast<double>(stats.uncached);
   state.counters["evictions"] = static_cast<double>(stats.evictions);
 }

@@ -32,7 +32,9 @@ void fillAttr(const struct stat& st, pb::Attr* attr) {
   attr->set_ino(st.st_ino);
 }
 
-rpc::OutgoingReply failed(const Error& error) { return rpc::errorReply(error.code, error.what); }
+rpc::OutgoingReply failed(const Error& error) {
+  return rpc::errorReply(error.code, error.what);
+}
 
 class BrickSession final : public rpc::ServerSession {
  public:
@@ -45,7 +47,8 @@ class BrickSession final : public rpc::ServerSession {
   Result<rpc::OutgoingReply> handle(rpc::IncomingCall call) override {
     const pb::Call& c = call.header;
     if (c.write_chunks_size() > 0 || c.read_chunks_size() > 0) {
-      return logged(rpc::errorReply(EPROTONOSUPPORT, "RDMA chunk lists are not valid on this transport"));
+      return logged(
+          rpc::errorReply(EPROTONOSUPPORT, "RDMA chunk lists are not valid on this transport"));
     }
     if (c.op() != pb::OP_WRITE && call.payload.totalLength() != 0) {
       return logged(rpc::errorReply(EINVAL, "payload sent with a call that takes none"));
@@ -61,13 +64,20 @@ class BrickSession final : public rpc::ServerSession {
  private:
   rpc::OutgoingReply dispatch(const pb::Call& c, const iobuf::IoBufVector& payload) {
     switch (c.op()) {
-      case pb::OP_OPEN: return open(c);
-      case pb::OP_STAT: return stat(c);
-      case pb::OP_FSTAT: return fstat(c);
-      case pb::OP_READ: return read(c);
-      case pb::OP_WRITE: return write(c, payload);
-      case pb::OP_FSYNC: return fsync(c);
-      case pb::OP_CLOSE: return close(c);
+      case pb::OP_OPEN:
+        return open(c);
+      case pb::OP_STAT:
+        return stat(c);
+      case pb::OP_FSTAT:
+        return fstat(c);
+      case pb::OP_READ:
+        return read(c);
+      case pb::OP_WRITE:
+        return write(c, payload);
+      case pb::OP_FSYNC:
+        return fsync(c);
+      case pb::OP_CLOSE:
+        return close(c);
       default:
         return rpc::errorReply(ENOSYS, "unknown op " + std::to_string(static_cast<int>(c.op())));
     }
@@ -122,7 +132,8 @@ class BrickSession final : public rpc::ServerSession {
   }
 
   static Result<void> checkRange(uint64_t offset, uint64_t length) {
-    if (offset > static_cast<uint64_t>(LLONG_MAX) || length > static_cast<uint64_t>(LLONG_MAX) - offset) {
+    if (offset > static_cast<uint64_t>(LLONG_MAX) ||
+        length > static_cast<uint64_t>(LLONG_MAX) - offset) {
       return makeError(EINVAL, "offset " + std::to_string(offset) + " + length " +
                                    std::to_string(length) + " overflows a file offset");
     }
@@ -151,8 +162,9 @@ class BrickSession final : public rpc::ServerSession {
       std::vector<iovec> rest(iov.begin() + static_cast<long>(index), iov.end());
       rest.front().iov_base = static_cast<char*>(rest.front().iov_base) + skip;
       rest.front().iov_len -= skip;
-      ssize_t n = ::preadv(*fd, rest.data(), static_cast<int>(std::min<size_t>(rest.size(), IOV_MAX)),
-                           static_cast<off_t>(c.offset() + done));
+      ssize_t n =
+          ::preadv(*fd, rest.data(), static_cast<int>(std::min<size_t>(rest.size(), IOV_MAX)),
+                   static_cast<off_t>(c.offset() + done));
       if (n < 0) {
         if (errno == EINTR) continue;
         return failed(errnoError("preadv"));
@@ -204,7 +216,8 @@ class BrickSession final : public rpc::ServerSession {
 
   rpc::OutgoingReply close(const pb::Call& c) {
     auto it = files_.find(c.fh());
-    if (it == files_.end()) return rpc::errorReply(EBADF, "unknown file handle " + std::to_string(c.fh()));
+    if (it == files_.end())
+      return rpc::errorReply(EBADF, "unknown file handle " + std::to_string(c.fh()));
     int rc = ::close(it->second);
     files_.erase(it);
     if (rc != 0) return failed(errnoError("close"));

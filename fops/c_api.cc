@@ -90,7 +90,8 @@ int zcio_stat(zcio_client_t* client, const char* path, struct stat* st) {
 }
 
 ssize_t zcio_preadv(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, off_t offset) {
-  return io(fd, iov, iovcnt, offset, [](auto& c, auto fh, auto s, auto o) { return c.preadv(fh, s, o); });
+  return io(fd, iov, iovcnt, offset,
+            [](auto& c, auto fh, auto s, auto o) { return c.preadv(fh, s, o); });
 }
 
 ssize_t zcio_preadv_direct(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, off_t offset) {
@@ -99,7 +100,8 @@ ssize_t zcio_preadv_direct(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, o
 }
 
 ssize_t zcio_pwritev(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, off_t offset) {
-  return io(fd, iov, iovcnt, offset, [](auto& c, auto fh, auto s, auto o) { return c.pwritev(fh, s, o); });
+  return io(fd, iov, iovcnt, offset,
+            [](auto& c, auto fh, auto s, auto o) { return c.pwritev(fh, s, o); });
 }
 
 ssize_t zcio_pwritev_direct(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, off_t offset) {

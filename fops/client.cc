@@ -4,9 +4,9 @@
 
 #include <future>
 
+#include "base/log.h"
 #include "fops/url.h"
 #include "iobuf/buffer_pool.h"
-#include "base/log.h"
 #include "tcp/client_transport.h"
 #include "verbs/client_transport.h"
 
@@ -221,19 +221,23 @@ Result<size_t> runSync(Start&& start) {
 }  // namespace
 
 Result<size_t> Client::preadv(FileHandle fh, std::span<const iovec> iov, uint64_t offset) {
-  return runSync([&](IoCallback cb) { preadvAsync(fh, iov, offset, IoMode::kRegular, std::move(cb)); });
+  return runSync(
+      [&](IoCallback cb) { preadvAsync(fh, iov, offset, IoMode::kRegular, std::move(cb)); });
 }
 
 Result<size_t> Client::preadvDirect(FileHandle fh, std::span<const iovec> iov, uint64_t offset) {
-  return runSync([&](IoCallback cb) { preadvAsync(fh, iov, offset, IoMode::kDirect, std::move(cb)); });
+  return runSync(
+      [&](IoCallback cb) { preadvAsync(fh, iov, offset, IoMode::kDirect, std::move(cb)); });
 }
 
 Result<size_t> Client::pwritev(FileHandle fh, std::span<const iovec> iov, uint64_t offset) {
-  return runSync([&](IoCallback cb) { pwritevAsync(fh, iov, offset, IoMode::kRegular, std::move(cb)); });
+  return runSync(
+      [&](IoCallback cb) { pwritevAsync(fh, iov, offset, IoMode::kRegular, std::move(cb)); });
 }
 
 Result<size_t> Client::pwritevDirect(FileHandle fh, std::span<const iovec> iov, uint64_t offset) {
-  return runSync([&](IoCallback cb) { pwritevAsync(fh, iov, offset, IoMode::kDirect, std::move(cb)); });
+  return runSync(
+      [&](IoCallback cb) { pwritevAsync(fh, iov, offset, IoMode::kDirect, std::move(cb)); });
 }
 
 ClientStats Client::stats() const {
@@ -261,6 +265,8 @@ Result<void> Client::deregisterMemory(void* addr, size_t length) {
   return transport_->deregisterMemory(addr, length);
 }
 
-std::string Client::describe() const { return transport_->describe(); }
+std::string Client::describe() const {
+  return transport_->describe();
+}
 
 }  // namespace zcio::fops

@@ -92,7 +92,8 @@ class Client {
 
   // url: tcp://host:port, rdma://host:port, or auto://host:port (RDMA when a
   // device and route exist, else TCP; describe() says which).
-  static Result<std::unique_ptr<Client>> connect(const std::string& url, ClientOptions options = {});
+  static Result<std::unique_ptr<Client>> connect(const std::string& url,
+                                                 ClientOptions options = {});
   // Adopts an existing transport (tests, and the verbs transport later).
   Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options);
   ~Client();

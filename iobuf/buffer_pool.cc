@@ -64,8 +64,8 @@ Result<void> BufferPool::registerSlabs(MemoryRegistrar& registrar, uint32_t acce
 Result<void> BufferPool::growLocked() {
   size_t slab_size = options_.chunk_size * options_.chunks_per_slab;
   if ((slabs_.size() + 1) * slab_size > options_.max_bytes) {
-    return makeError(ENOMEM, "buffer pool cap of " + std::to_string(options_.max_bytes) +
-                                 " bytes reached");
+    return makeError(ENOMEM,
+                     "buffer pool cap of " + std::to_string(options_.max_bytes) + " bytes reached");
   }
   auto* slab = static_cast<std::byte*>(std::aligned_alloc(kPageSize, slab_size));
   if (slab == nullptr) return makeError(ENOMEM, "aligned_alloc of a pool slab failed");
@@ -98,8 +98,9 @@ Result<IoBufPtr> BufferPool::get() {
   // The releaser holds the pool alive until the chunk is back.
   auto self = shared_from_this();
   uint32_t slab = chunk.slab;
-  auto buf = IoBuf::takeOwnership(chunk.data, options_.chunk_size,
-                                  [self, slab](std::byte* data) { self->put(Chunk{data, slab}); });
+  auto buf = IoBuf::takeOwnership(chunk.data, options_.chunk_size, [self, slab](std::byte* data) {
+    self->put(Chunk{data, slab});
+  });
   buf->setRegistration(keys);
   return buf;
 }

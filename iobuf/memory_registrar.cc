@@ -8,6 +8,8 @@ Result<RegistrationKeys> NullRegistrar::registerRange(void* addr, size_t length,
   return RegistrationKeys{};
 }
 
-Result<void> NullRegistrar::deregister(const RegistrationKeys&) { return okResult(); }
+Result<void> NullRegistrar::deregister(const RegistrationKeys&) {
+  return okResult();
+}
 
 }  // namespace zcio::iobuf

@@ -21,11 +21,11 @@ struct CacheEntry {
   RegistrationKeys keys;
   uint32_t refs = 0;
   uint32_t pins = 0;
-  bool findable = false;       // in map_ or pinned_map_
+  bool findable = false;  // in map_ or pinned_map_
   bool in_pinned_map = false;
-  bool watched = false;        // its pages are registered with the monitor
+  bool watched = false;  // its pages are registered with the monitor
   bool in_lru = false;
-  bool used = false;           // hit since it last went to the LRU tail
+  bool used = false;  // hit since it last went to the LRU tail
   CacheEntry* lru_prev = nullptr;
   CacheEntry* lru_next = nullptr;
   std::multimap<uintptr_t, CacheEntry*>::iterator position;
@@ -44,13 +44,15 @@ std::atomic<uint64_t> g_fork_generation{0};
 uint64_t forkGeneration() {
   static std::once_flag once;
   std::call_once(once, [] {
-    ::pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    ::pthread_atfork(nullptr, nullptr,
+                     [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
   });
   return g_fork_generation.load(std::memory_order_relaxed);
 }
 
 bool prefaultSupported(size_t page_size) {
-  void* probe = ::mmap(nullptr, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* probe =
+      ::mmap(nullptr, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (probe == MAP_FAILED) return false;
   bool ok = ::madvise(probe, page_size, MADV_POPULATE_READ) == 0;  // Linux >= 5.14
   ::munmap(probe, page_size);
@@ -164,7 +166,8 @@ Result<void> RegistrationCache::roundRange(const void* addr, size_t length, uint
 // ---------------------------------------------------------------------------
 // Public operations
 
-Result<RegistrationRef> RegistrationCache::acquire(const void* addr, size_t length, uint32_t access) {
+Result<RegistrationRef> RegistrationCache::acquire(const void* addr, size_t length,
+                                                   uint32_t access) {
   uintptr_t begin = 0;
   uintptr_t end = 0;
   ZCIO_RETURN_IF_ERROR(roundRange(addr, length, &begin, &end));
@@ -282,12 +285,14 @@ void RegistrationCache::prefault(uintptr_t begin, uintptr_t end, uint32_t access
   // What the registrar's pinning would fault in anyway, done before the watch
   // so that it does not go through the monitor one page at a time. Failure
   // (unmapped, PROT_NONE, VM_IO) is the registrar's to report.
-  const int advice = (access & (kLocalWrite | kRemoteWrite)) != 0 ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
+  const int advice =
+      (access & (kLocalWrite | kRemoteWrite)) != 0 ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
   (void)::madvise(reinterpret_cast<void*>(begin), end - begin, advice);
 }
 
-Result<RegistrationRef> RegistrationCache::registerNew(uintptr_t begin, uintptr_t end, uint32_t access,
-                                                       Purpose purpose, RegistrationKeys* pinned_keys) {
+Result<RegistrationRef> RegistrationCache::registerNew(uintptr_t begin, uintptr_t end,
+                                                       uint32_t access, Purpose purpose,
+                                                       RegistrationKeys* pinned_keys) {
   const size_t length = end - begin;
   bool try_watch = monitor_ != nullptr && !forkedChild();
   for (int attempt = 0;; ++attempt) {
@@ -307,7 +312,8 @@ Result<RegistrationRef> RegistrationCache::registerNew(uintptr_t begin, uintptr_
         pending_.push_back({begin, end});
       } else {
         if (watch.error().code == EOPNOTSUPP) unwatchUncoveredLocked(begin, end);
-        ZCIO_LOG(kDebug, "registration cache: range not watchable, registering it for one request: ",
+        ZCIO_LOG(kDebug,
+                 "registration cache: range not watchable, registering it for one request: ",
                  watch.error().toString());
       }
     }
@@ -429,8 +435,8 @@ void RegistrationCache::destroyDead(std::vector<Entry*>& dead) {
   for (Entry* entry : dead) {
     auto done = registrar_.deregister(entry->keys);
     if (!done.ok()) {
-      ZCIO_LOG(kWarn, "registration cache: deregister [", reinterpret_cast<void*>(entry->begin), ", +",
-               entry->length(), ") failed: ", done.error().toString());
+      ZCIO_LOG(kWarn, "registration cache: deregister [", reinterpret_cast<void*>(entry->begin),
+               ", +", entry->length(), ") failed: ", done.error().toString());
     }
     delete entry;
   }
@@ -449,7 +455,8 @@ void RegistrationCache::syncLocked(std::vector<Entry*>& dead) {
   consumed_ticket_ = started;
 }
 
-void RegistrationCache::applyEventLocked(const AddressSpaceEvent& event, std::vector<Entry*>& dead) {
+void RegistrationCache::applyEventLocked(const AddressSpaceEvent& event,
+                                         std::vector<Entry*>& dead) {
   switch (event.kind) {
     case AddressSpaceEvent::Kind::kUnmap:
     case AddressSpaceEvent::Kind::kRemove:
@@ -479,7 +486,8 @@ void RegistrationCache::applyEventLocked(const AddressSpaceEvent& event, std::ve
   }
 }
 
-void RegistrationCache::invalidateLocked(uintptr_t begin, uintptr_t end, std::vector<Entry*>& dead) {
+void RegistrationCache::invalidateLocked(uintptr_t begin, uintptr_t end,
+                                         std::vector<Entry*>& dead) {
   recordInvalidationLocked(begin, end);
   std::vector<Pending> unwatch;
   for (Entry* entry : overlappingLocked(begin, end)) {
@@ -515,7 +523,8 @@ void RegistrationCache::removePendingLocked(uintptr_t begin, uintptr_t end) {
 
 void RegistrationCache::unwatchRangesLocked(std::vector<Pending> ranges) {
   if (ranges.empty()) return;
-  std::sort(ranges.begin(), ranges.end(), [](const Pending& a, const Pending& b) { return a.begin < b.begin; });
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Pending& a, const Pending& b) { return a.begin < b.begin; });
   Pending current = ranges.front();
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].begin <= current.end) {
@@ -538,9 +547,11 @@ void RegistrationCache::unwatchUncoveredLocked(uintptr_t begin, uintptr_t end) {
     if (entry->watched) cover.push_back({std::max(entry->begin, begin), std::min(entry->end, end)});
   }
   for (const Pending& p : pending_) {
-    if (p.begin < end && p.end > begin) cover.push_back({std::max(p.begin, begin), std::min(p.end, end)});
+    if (p.begin < end && p.end > begin)
+      cover.push_back({std::max(p.begin, begin), std::min(p.end, end)});
   }
-  std::sort(cover.begin(), cover.end(), [](const Pending& a, const Pending& b) { return a.begin < b.begin; });
+  std::sort(cover.begin(), cover.end(),
+            [](const Pending& a, const Pending& b) { return a.begin < b.begin; });
   uintptr_t cursor = begin;
   auto unwatch = [&](uintptr_t from, uintptr_t to) {
     auto done = monitor_->unwatch(from, to - from);
@@ -564,8 +575,8 @@ using EntryMap = std::multimap<uintptr_t, detail::CacheEntry*>;
 // Entries are visited by decreasing begin, starting at the last one that
 // begins at or before `begin`; one that begins max_length or more before
 // `begin` ends at or before it, and so does every earlier one.
-detail::CacheEntry* walkCovering(const EntryMap& map, size_t max_length, uintptr_t begin, uintptr_t end,
-                                 uint32_t access, int max_steps) {
+detail::CacheEntry* walkCovering(const EntryMap& map, size_t max_length, uintptr_t begin,
+                                 uintptr_t end, uint32_t access, int max_steps) {
   auto it = map.upper_bound(begin);
   for (int steps = 0; it != map.begin() && steps < max_steps; ++steps) {
     --it;
@@ -601,7 +612,8 @@ RegistrationCache::Entry* RegistrationCache::findCoveringLocked(uintptr_t begin,
   return walkCovering(map_, max_length_, begin, end, access, kMaxLookupSteps);
 }
 
-std::vector<RegistrationCache::Entry*> RegistrationCache::overlappingLocked(uintptr_t begin, uintptr_t end) const {
+std::vector<RegistrationCache::Entry*> RegistrationCache::overlappingLocked(uintptr_t begin,
+                                                                            uintptr_t end) const {
   std::vector<Entry*> out;
   collectOverlapping(map_, max_length_, begin, end, out);
   collectOverlapping(pinned_map_, pinned_max_length_, begin, end, out);
@@ -652,7 +664,8 @@ void RegistrationCache::retireLocked(Entry* entry, std::vector<Entry*>& dead) {
 }
 
 bool RegistrationCache::overLimitsLocked() const {
-  return unpinned_bytes_ > options_.max_bytes || stats_.entries - stats_.pinned_entries > options_.max_entries;
+  return unpinned_bytes_ > options_.max_bytes ||
+         stats_.entries - stats_.pinned_entries > options_.max_entries;
 }
 
 // CLOCK over the list: referenced entries leave it (their release puts them
@@ -698,7 +711,8 @@ void RegistrationCache::lruPushLocked(Entry* entry) {
 }
 
 size_t RegistrationCache::indexHome(uintptr_t begin) const {
-  return static_cast<size_t>(((begin >> page_shift_) * 0x9E3779B97F4A7C15ull) >> 20) & (index_.size() - 1);
+  return static_cast<size_t>(((begin >> page_shift_) * 0x9E3779B97F4A7C15ull) >> 20) &
+         (index_.size() - 1);
 }
 
 RegistrationCache::Entry* RegistrationCache::indexFindLocked(uintptr_t begin) const {

@@ -191,7 +191,7 @@ class RegistrationCache {
     uint64_t cached_bytes = 0;      // bytes of entries findable by lookups
     uint64_t entries = 0;           // entries findable by lookups (pinned included)
     uint64_t pinned_entries = 0;
-    uint64_t in_use = 0;            // live RegistrationRefs
+    uint64_t in_use = 0;  // live RegistrationRefs
     UnmapMonitor::Counters monitor;
   };
 
@@ -199,7 +199,8 @@ class RegistrationCache {
   // userfaultfd is unavailable, logs a warning once and falls back to not
   // caching. The registrar must outlive the cache.
   RegistrationCache(MemoryRegistrar& registrar, Options options);
-  explicit RegistrationCache(MemoryRegistrar& registrar) : RegistrationCache(registrar, Options{}) {}
+  explicit RegistrationCache(MemoryRegistrar& registrar)
+      : RegistrationCache(registrar, Options{}) {}
   ~RegistrationCache();
   RegistrationCache(const RegistrationCache&) = delete;
   RegistrationCache& operator=(const RegistrationCache&) = delete;
@@ -246,8 +247,8 @@ class RegistrationCache {
 
   Result<void> roundRange(const void* addr, size_t length, uintptr_t* begin, uintptr_t* end) const;
   bool forkedChild() const;
-  Result<RegistrationRef> registerNew(uintptr_t begin, uintptr_t end, uint32_t access, Purpose purpose,
-                                      RegistrationKeys* pinned_keys);
+  Result<RegistrationRef> registerNew(uintptr_t begin, uintptr_t end, uint32_t access,
+                                      Purpose purpose, RegistrationKeys* pinned_keys);
   void release(Entry* entry);
   void prefault(uintptr_t begin, uintptr_t end, uint32_t access) const;
   void consumerLoop();

@@ -78,7 +78,8 @@ Result<std::unique_ptr<UnmapMonitor>> UnmapMonitor::create(size_t queue_capacity
   uffdio_api api{};
   api.api = UFFD_API;
   api.features = kFeatures;
-  if (::ioctl(m->uffd_, UFFDIO_API, &api) != 0) return errnoError("ioctl(UFFDIO_API, EVENT_UNMAP|REMOVE|REMAP)");
+  if (::ioctl(m->uffd_, UFFDIO_API, &api) != 0)
+    return errnoError("ioctl(UFFDIO_API, EVENT_UNMAP|REMOVE|REMAP)");
   if ((api.features & kFeatures) != kFeatures) {
     return makeError(ENOTSUP, "userfaultfd lacks EVENT_UNMAP/REMOVE/REMAP (kernel < 4.11?)");
   }

@@ -144,7 +144,7 @@ class UnmapMonitor {
   // (and watch) its pages.
   Slot* ring_ = nullptr;
   size_t ring_bytes_ = 0;
-  uint64_t capacity_ = 0;  // power of two
+  uint64_t capacity_ = 0;                      // power of two
   alignas(64) std::atomic<uint64_t> tail_{0};  // written by the monitor
   alignas(64) std::atomic<uint64_t> head_{0};  // written by the consumer
   alignas(64) std::atomic<uint64_t> reads_started_{0};

@@ -50,8 +50,7 @@ Result<Preamble> decodePreamble(const PreambleBytes& b, uint64_t max_payload) {
   }
   uint8_t version = getLe<uint8_t>(&b[kOffVersion]);
   if (version != kVersion) {
-    return makeError(EPROTONOSUPPORT,
-                     "frame: unsupported version " + std::to_string(version));
+    return makeError(EPROTONOSUPPORT, "frame: unsupported version " + std::to_string(version));
   }
   uint8_t type = getLe<uint8_t>(&b[kOffType]);
   if (type != static_cast<uint8_t>(FrameType::kCall) &&

@@ -19,8 +19,8 @@ RequestTable::RequestTable(uint32_t capacity) {
 Result<PendingRequest*> RequestTable::insert(CallPtr call,
                                              std::chrono::steady_clock::time_point deadline) {
   if (free_.empty()) {
-    return makeError(EAGAIN, "request table full (" + std::to_string(capacity()) +
-                                 " calls in flight)");
+    return makeError(EAGAIN,
+                     "request table full (" + std::to_string(capacity()) + " calls in flight)");
   }
   uint32_t index = free_.back();
   free_.pop_back();

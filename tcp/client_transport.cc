@@ -53,11 +53,10 @@ Result<void> TcpClientTransport::open(const std::string& host, uint16_t port) {
   if (ec) return asioError(ec, "resolve " + host);
   // Connect with a deadline so a black-holed address cannot hang the caller.
   bool done = false;
-  asio::async_connect(socket_, endpoints,
-                      [&](const error_code& e, const asio::ip::tcp::endpoint&) {
-                        ec = e;
-                        done = true;
-                      });
+  asio::async_connect(socket_, endpoints, [&](const error_code& e, const asio::ip::tcp::endpoint&) {
+    ec = e;
+    done = true;
+  });
   asio::steady_timer deadline(io_, options_.connect_timeout);
   deadline.async_wait([&](const error_code& e) {
     if (!e) socket_.cancel();
@@ -83,7 +82,9 @@ Result<void> TcpClientTransport::open(const std::string& host, uint16_t port) {
   return okResult();
 }
 
-TcpClientTransport::~TcpClientTransport() { shutdown(); }
+TcpClientTransport::~TcpClientTransport() {
+  shutdown();
+}
 
 void TcpClientTransport::submit(rpc::CallPtr call) {
   {
@@ -176,16 +177,17 @@ void TcpClientTransport::flushSends() {
   send_queue_.erase(send_queue_.begin(), send_queue_.begin() + static_cast<long>(taken));
   if (sending_batch_.empty()) return;
   writing_ = true;
-  asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer}, [this](const error_code& ec, size_t) {
-    writing_ = false;
-    if (closed_) return;
-    if (ec) {
-      failConnection(asioError(ec, "send to server"));
-      return;
-    }
-    onSent(sending_batch_);
-    flushSends();
-  });
+  asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer},
+                    [this](const error_code& ec, size_t) {
+                      writing_ = false;
+                      if (closed_) return;
+                      if (ec) {
+                        failConnection(asioError(ec, "send to server"));
+                        return;
+                      }
+                      onSent(sending_batch_);
+                      flushSends();
+                    });
 }
 
 void TcpClientTransport::onSent(const std::vector<uint64_t>& xids) {
@@ -282,8 +284,8 @@ void TcpClientTransport::onHeader() {
   switch (table_.classify(xid)) {
     case rpc::XidClass::kNeverIssued:
       counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      failConnection(makeError(EPROTO, "frame: reply for xid " + std::to_string(xid) +
-                                           " that was never issued"));
+      failConnection(makeError(
+          EPROTO, "frame: reply for xid " + std::to_string(xid) + " that was never issued"));
       return;
     case rpc::XidClass::kStale:
       // The call timed out or was cancelled: its memory is no longer ours.
@@ -350,7 +352,8 @@ void TcpClientTransport::receivePiece() {
   uint64_t planned = 0;
   while (planned < want && index < rx_iov_.size()) {
     size_t n = std::min<uint64_t>(rx_iov_[index].iov_len - offset, want - planned);
-    if (n > 0) rx_window_.emplace_back(static_cast<std::byte*>(rx_iov_[index].iov_base) + offset, n);
+    if (n > 0)
+      rx_window_.emplace_back(static_cast<std::byte*>(rx_iov_[index].iov_base) + offset, n);
     planned += n;
     offset += n;
     if (offset == rx_iov_[index].iov_len) {

@@ -42,8 +42,7 @@ struct ClientOptions {
 
 class TcpClientTransport final : public rpc::Transport {
  public:
-  static Result<std::unique_ptr<TcpClientTransport>> connect(const std::string& host,
-                                                             uint16_t port,
+  static Result<std::unique_ptr<TcpClientTransport>> connect(const std::string& host, uint16_t port,
                                                              ClientOptions options = {});
   ~TcpClientTransport() override;
 
@@ -62,7 +61,7 @@ class TcpClientTransport final : public rpc::Transport {
   struct SlotFrame {  // per-slot send state, indexed like the request table
     rpc::PreambleBytes preamble{};
     std::string header;
-    bool on_wire = false;  // part of the write in progress
+    bool on_wire = false;                  // part of the write in progress
     std::optional<rpc::ReplyData> parked;  // reply that beat the write's completion
   };
 

@@ -13,7 +13,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       : server_(server), socket_(std::move(socket)), stall_timer_(socket_.get_executor()) {
     error_code ec;
     auto remote = socket_.remote_endpoint(ec);
-    peer_ = ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+    peer_ =
+        ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   }
 
@@ -325,6 +326,8 @@ void TcpServer::stop() {
   connections_.clear();
 }
 
-TcpServer::~TcpServer() { stop(); }
+TcpServer::~TcpServer() {
+  stop();
+}
 
 }  // namespace zcio::tcp

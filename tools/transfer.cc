@@ -10,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <vector>
 
 namespace zcio::tools {
@@ -27,8 +28,8 @@ class Buffer {
  public:
   explicit Buffer(size_t size) : size_(size) {
     if (size_ == 0) return;
-    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-                   -1, 0);
+    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     data_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
   }
   ~Buffer() {
@@ -168,8 +169,8 @@ Result<TransferReport> readFile(fops::Client& client, fops::FileHandle fh, uint6
     uint64_t expected = std::min(block, size - i * block);
     if (*n != expected) {
       for (uint64_t j = i + 1; j < std::min(blocks, i + depth); ++j) (void)pipe.wait(j % depth);
-      return makeError(EIO, "short read at offset " + std::to_string(i * block) +
-                                " (file changed size?)");
+      return makeError(
+          EIO, "short read at offset " + std::to_string(i * block) + " (file changed size?)");
     }
     if (o.sha256) sha.update(destination(i), *n);
     report.bytes += *n;
@@ -212,7 +213,8 @@ Result<TransferReport> writeFile(fops::Client& client, fops::FileHandle fh, uint
   };
   Result<void> failure = okResult();
   uint64_t issued = 0;
-  for (; issued < std::min<uint64_t>(blocks, depth) && failure.ok(); ++issued) failure = issue(issued);
+  for (; issued < std::min<uint64_t>(blocks, depth) && failure.ok(); ++issued)
+    failure = issue(issued);
   for (uint64_t i = 0; i < issued; ++i) {
     auto n = pipe.wait(static_cast<unsigned>(i % depth));
     if (!n && failure.ok()) failure = n.error();
@@ -229,17 +231,32 @@ Result<TransferReport> writeFile(fops::Client& client, fops::FileHandle fh, uint
   return report;
 }
 
+void fillPattern(uint64_t offset, std::byte* dst, size_t length, uint64_t seed) {
+  std::mt19937_64 rng(offset * 0x9e3779b97f4a7c15ull + seed);
+  size_t i = 0;
+  for (; i + 8 <= length; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(dst + i, &v, 8);
+  }
+  for (; i < length; ++i) dst[i] = static_cast<std::byte>(rng());
+}
+
 Result<uint64_t> parseSize(const std::string& text) {
   uint64_t value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || ptr == text.data()) return makeError(EINVAL, "bad size '" + text + "'");
   std::string suffix(ptr, text.data() + text.size());
   uint64_t scale = 1;
-  if (suffix.empty() || suffix == "B") scale = 1;
-  else if (suffix == "K" || suffix == "KiB" || suffix == "k") scale = 1ull << 10;
-  else if (suffix == "M" || suffix == "MiB") scale = 1ull << 20;
-  else if (suffix == "G" || suffix == "GiB") scale = 1ull << 30;
-  else return makeError(EINVAL, "bad size suffix in '" + text + "' (use K, M or G)");
+  if (suffix.empty() || suffix == "B")
+    scale = 1;
+  else if (suffix == "K" || suffix == "KiB" || suffix == "k")
+    scale = 1ull << 10;
+  else if (suffix == "M" || suffix == "MiB")
+    scale = 1ull << 20;
+  else if (suffix == "G" || suffix == "GiB")
+    scale = 1ull << 30;
+  else
+    return makeError(EINVAL, "bad size suffix in '" + text + "' (use K, M or G)");
   return value * scale;
 }
 
@@ -250,7 +267,9 @@ std::string modeName(fops::IoMode mode) {
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
 }
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+}
 void Sha256::update(const void* data, size_t length) {
   EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, length);
 }

@@ -41,6 +41,10 @@ using BlockSource = std::function<Result<void>(uint64_t offset, std::byte* dst, 
 Result<TransferReport> writeFile(fops::Client& client, fops::FileHandle fh, uint64_t size,
                                  const TransferOptions& options, const BlockSource& fill);
 
+// Deterministic pseudo-random bytes for [offset, offset + length) of a
+// synthetic file: every block differs, and any block can be regenerated.
+void fillPattern(uint64_t offset, std::byte* dst, size_t length, uint64_t seed = 1);
+
 // "1M", "64K", "4096", "1G" -> bytes.
 Result<uint64_t> parseSize(const std::string& text);
 std::string modeName(fops::IoMode mode);

@@ -72,17 +72,18 @@ void printReport(const char* op, const tools::TransferOptions& o, const tools::T
         "{\"tool\":\"zcio\",\"op\":\"%s\",\"mode\":\"%s\",\"block\":%llu,\"qd\":%u,\"bytes\":%llu,"
         "\"seconds\":%.6f,\"mb_per_s\":%.1f,\"cpu_ns_per_kib\":%.1f,\"bytes_copied\":%llu,"
         "\"requests\":%llu%s%s%s}\n",
-        op, tools::modeName(o.mode).c_str(), static_cast<unsigned long long>(o.block), o.queue_depth,
-        static_cast<unsigned long long>(r.bytes), r.seconds, r.mbPerSecond(), r.cpuNsPerKiB(),
-        static_cast<unsigned long long>(r.bytes_copied), static_cast<unsigned long long>(r.requests),
-        r.sha256.empty() ? "" : ",\"sha256\":\"", r.sha256.c_str(), r.sha256.empty() ? "" : "\"");
+        op, tools::modeName(o.mode).c_str(), static_cast<unsigned long long>(o.block),
+        o.queue_depth, static_cast<unsigned long long>(r.bytes), r.seconds, r.mbPerSecond(),
+        r.cpuNsPerKiB(), static_cast<unsigned long long>(r.bytes_copied),
+        static_cast<unsigned long long>(r.requests), r.sha256.empty() ? "" : ",\"sha256\":\"",
+        r.sha256.c_str(), r.sha256.empty() ? "" : "\"");
   } else {
-    std::printf("%s %s: %llu bytes in %.3f s = %.1f MB/s, client CPU %.1f ns/KiB, "
-                "copied by zcio %llu bytes (%.4f%%), %llu calls\n",
-                op, tools::modeName(o.mode).c_str(), static_cast<unsigned long long>(r.bytes),
-                r.seconds, r.mbPerSecond(), r.cpuNsPerKiB(),
-                static_cast<unsigned long long>(r.bytes_copied), copied_ratio * 100,
-                static_cast<unsigned long long>(r.requests));
+    std::printf(
+        "%s %s: %llu bytes in %.3f s = %.1f MB/s, client CPU %.1f ns/KiB, "
+        "copied by zcio %llu bytes (%.4f%%), %llu calls\n",
+        op, tools::modeName(o.mode).c_str(), static_cast<unsigned long long>(r.bytes), r.seconds,
+        r.mbPerSecond(), r.cpuNsPerKiB(), static_cast<unsigned long long>(r.bytes_copied),
+        copied_ratio * 100, static_cast<unsigned long long>(r.requests));
     if (!r.sha256.empty()) std::printf("sha256 %s\n", r.sha256.c_str());
   }
 }
@@ -163,17 +164,17 @@ int cmdWrite(int argc, char** argv) {
   auto& [client, path] = *conn;
   auto fh = client->open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (!fh) return fail(fh.error().toString());
-  auto report = tools::writeFile(*client, *fh, static_cast<uint64_t>(st.st_size), *o,
-                                 [fd](uint64_t offset, std::byte* dst, size_t length) -> Result<void> {
-                                   size_t done = 0;
-                                   while (done < length) {
-                                     ssize_t n = ::pread(fd, dst + done, length - done,
-                                                         static_cast<off_t>(offset + done));
-                                     if (n <= 0) return makeError(n == 0 ? EIO : errno, "read local file");
-                                     done += static_cast<size_t>(n);
-                                   }
-                                   return okResult();
-                                 });
+  auto report = tools::writeFile(
+      *client, *fh, static_cast<uint64_t>(st.st_size), *o,
+      [fd](uint64_t offset, std::byte* dst, size_t length) -> Result<void> {
+        size_t done = 0;
+        while (done < length) {
+          ssize_t n = ::pread(fd, dst + done, length - done, static_cast<off_t>(offset + done));
+          if (n <= 0) return makeError(n == 0 ? EIO : errno, "read local file");
+          done += static_cast<size_t>(n);
+        }
+        return okResult();
+      });
   ::close(fd);
   if (report) {
     auto synced = client->fsync(*fh);
@@ -216,15 +217,8 @@ int cmdDemo(int argc, char** argv) {
   if (!client) return fail(client.error().toString());
   std::printf("client connected: %s\n", (*client)->describe().c_str());
 
-  // Deterministic pseudo-random content, so every block differs.
   auto fill = [](uint64_t offset, std::byte* dst, size_t length) -> Result<void> {
-    std::mt19937_64 rng(offset * 0x9e3779b97f4a7c15ull + 1);
-    size_t i = 0;
-    for (; i + 8 <= length; i += 8) {
-      uint64_t v = rng();
-      std::memcpy(dst + i, &v, 8);
-    }
-    for (; i < length; ++i) dst[i] = static_cast<std::byte>(rng());
+    tools::fillPattern(offset, dst, length);
     return okResult();
   };
 
@@ -268,9 +262,10 @@ int cmdDemo(int argc, char** argv) {
                 r.op == "read" ? "sha256 ok" : "-");
   }
   std::printf("\nsha256 of the data: %s\n", source_sha.c_str());
-  std::printf("block %s, %u calls in flight; server and client share this process, so MB/s is\n"
-              "indicative only — see bench/run-tcp for the side-by-side measurement.\n",
-              block_text.c_str(), qd);
+  std::printf(
+      "block %s, %u calls in flight; server and client share this process, so MB/s is\n"
+      "indicative only — see bench/run-tcp for the side-by-side measurement.\n",
+      block_text.c_str(), qd);
   client->reset();
   (*server)->stop();
   std::filesystem::remove_all(dir);
@@ -279,7 +274,8 @@ int cmdDemo(int argc, char** argv) {
 
 void usage() {
   std::fprintf(stderr,
-               "usage: zcio read  [--direct|--regular] [--block SIZE] [--qd N] [--sha256] [--json] URL/PATH\n"
+               "usage: zcio read  [--direct|--regular] [--block SIZE] [--qd N] [--sha256] [--json] "
+               "URL/PATH\n"
                "       zcio write [--direct|--regular] [--block SIZE] [--qd N] LOCAL URL/PATH\n"
                "       zcio demo  [--size SIZE] [--block SIZE] [--qd N]\n"
                "URL: tcp://host:port\n");

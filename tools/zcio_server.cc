@@ -26,12 +26,12 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   unsigned stall_ms = 30000;
   po::options_description desc("zcio-server options");
-  desc.add_options()("help,h", "show this help")(
-      "export", po::value(&export_dir)->required(), "directory to export")(
+  desc.add_options()("help,h", "show this help")("export", po::value(&export_dir)->required(),
+                                                 "directory to export")(
       "listen", po::value(&listens)->multitoken(),
       "URL to listen on, tcp:// or rdma:// (repeatable; port 0 picks a free one; default "
-      "tcp://127.0.0.1:7700)")(
-      "threads", po::value(&threads)->default_value(1), "I/O threads (TCP)")(
+      "tcp://127.0.0.1:7700)")("threads", po::value(&threads)->default_value(1),
+                               "I/O threads (TCP)")(
       "frame-stall-ms", po::value(&stall_ms)->default_value(30000),
       "close a TCP connection whose frame stops moving this long");
   po::variables_map vm;
@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
   for (const auto& text : listens) {
     auto url = fops::parseUrl(text);
     if (!url || url->scheme == "auto") {
-      std::cerr << "zcio-server: bad --listen '" << text << "': "
-                << (url ? "auto is for clients" : url.error().toString()) << "\n";
+      std::cerr << "zcio-server: bad --listen '" << text
+                << "': " << (url ? "auto is for clients" : url.error().toString()) << "\n";
       return 2;
     }
     urls.push_back(*url);
@@ -101,8 +101,8 @@ int main(int argc, char** argv) {
       port = (*server)->port();
       rdma_servers.push_back(std::move(*server));
     }
-    std::printf("listening on %s://%s:%u exporting %s\n", url.scheme.c_str(), url.host.c_str(), port,
-                export_dir.c_str());
+    std::printf("listening on %s://%s:%u exporting %s\n", url.scheme.c_str(), url.host.c_str(),
+                port, export_dir.c_str());
   }
   std::fflush(stdout);
   int sig = 0;

@@ -17,7 +17,8 @@ namespace zcio::verbs {
 namespace {
 
 std::string statusText(const ibv_wc& wc) {
-  return std::string(ibv_wc_status_str(wc.status)) + " (vendor error " + std::to_string(wc.vendor_err) + ")";
+  return std::string(ibv_wc_status_str(wc.status)) + " (vendor error " +
+         std::to_string(wc.vendor_err) + ")";
 }
 
 }  // namespace
@@ -25,9 +26,8 @@ std::string statusText(const ibv_wc& wc) {
 VerbsClientTransport::VerbsClientTransport(VerbsClientOptions options)
     : options_(options), table_(options.params.credits * 4u), states_(table_.capacity()) {}
 
-Result<std::unique_ptr<VerbsClientTransport>> VerbsClientTransport::connect(const std::string& host,
-                                                                          uint16_t port,
-                                                                          VerbsClientOptions options) {
+Result<std::unique_ptr<VerbsClientTransport>> VerbsClientTransport::connect(
+    const std::string& host, uint16_t port, VerbsClientOptions options) {
   ZCIO_RETURN_IF_ERROR(rdmaDevicePresent());
   auto transport = std::make_unique<VerbsClientTransport>(options);
   ZCIO_RETURN_IF_ERROR(transport->open(host, port));
@@ -49,7 +49,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   addrinfo* ai = nullptr;
   int gai = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &ai);
   if (gai != 0) return makeError(EHOSTUNREACH, "resolve " + host + ": " + gai_strerror(gai));
-  int rc = rdma_resolve_addr(id_.get(), nullptr, ai->ai_addr, static_cast<int>(options_.connect_timeout.count()));
+  int rc = rdma_resolve_addr(id_.get(), nullptr, ai->ai_addr,
+                             static_cast<int>(options_.connect_timeout.count()));
   freeaddrinfo(ai);
   if (rc != 0) return makeError(errno, "rdma_resolve_addr " + host + " (no RDMA route to it?)");
   auto ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ADDR_RESOLVED, options_.connect_timeout);
@@ -72,8 +73,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   // Pool buffers are library memory registered once: regular reads land in
   // them (REMOTE_WRITE) and staged writes leave from them (REMOTE_READ).
   // User memory is only ever exposed for one call.
-  ZCIO_RETURN_IF_ERROR(pool_->registerSlabs(*registrar_, iobuf::kLocalWrite | iobuf::kRemoteWrite |
-                                                             iobuf::kRemoteRead));
+  ZCIO_RETURN_IF_ERROR(pool_->registerSlabs(
+      *registrar_, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead));
 
   // Receives are posted before connecting, sized for what we announce.
   auto conn = RcConnection::create(id_.get(), pd_.get(), options_.params, options_.params.credits,
@@ -82,17 +83,12 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   conn_ = std::move(*conn);
 
   uint8_t private_data[kParamsWireSize];
-  encodeParams(options_.params, private_data);
-  rdma_conn_param param{};
-  param.private_data = private_data;
-  param.private_data_len = sizeof private_data;
-  param.responder_resources = 16;
-  param.initiator_depth = 16;
-  param.retry_count = 7;
-  param.rnr_retry_count = 7;
+  rdma_conn_param param = makeConnParam(options_.params, private_data);
   if (rdma_connect(id_.get(), &param) != 0) return makeError(errno, "rdma_connect");
   ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ESTABLISHED, options_.connect_timeout);
-  if (!ev) return makeError(ev.error().code, "connect to rdma://" + host + ":" + std::to_string(port) + ": " + ev.error().what);
+  if (!ev)
+    return makeError(ev.error().code, "connect to rdma://" + host + ":" + std::to_string(port) +
+                                          ": " + ev.error().what);
   auto theirs = decodeParams((*ev)->param.conn.private_data, (*ev)->param.conn.private_data_len);
   rdma_ack_cm_event(*ev);
   if (!theirs) return theirs.error();
@@ -106,7 +102,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   inet_ntop(AF_INET, &dst->sin_addr, remote, sizeof remote);
   description_ = std::string("rdma ") + ibv_get_device_name(id_->verbs->device) + " " + local +
                  " -> " + remote + ":" + std::to_string(port) + " (credits " +
-                 std::to_string(params_.credits) + ", inline " + std::to_string(params_.inline_threshold) + ")";
+                 std::to_string(params_.credits) + ", inline " +
+                 std::to_string(params_.inline_threshold) + ")";
 
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return makeError(errno, "eventfd");
@@ -117,7 +114,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
 }
 
 Result<void> VerbsClientTransport::registerMemory(void* addr, size_t length) {
-  auto keys = cache_->pin(addr, length, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead);
+  auto keys =
+      cache_->pin(addr, length, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead);
   if (!keys) return keys.error();
   return okResult();
 }
@@ -182,7 +180,8 @@ void VerbsClientTransport::run() {
   ibv_wc wcs[32];
   next_sweep_ = std::chrono::steady_clock::now() + options_.sweep_period;
   while (!quit_) {
-    pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {conn_->completionFd(), POLLIN, 0}, {events_->fd, POLLIN, 0}};
+    pollfd fds[3] = {
+        {wake_fd_, POLLIN, 0}, {conn_->completionFd(), POLLIN, 0}, {events_->fd, POLLIN, 0}};
     int n = ::poll(fds, closed_ ? 1 : 3, static_cast<int>(options_.sweep_period.count()));
     if (n < 0 && errno != EINTR) {
       failConnection(makeError(errno, "poll"));
@@ -255,14 +254,15 @@ void VerbsClientTransport::pump() {
   }
 }
 
-Result<void> VerbsClientTransport::addSegments(rpc::PendingRequest& entry, std::span<const iovec> iov,
-                                               uint32_t access,
-                                               google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out) {
+Result<void> VerbsClientTransport::addSegments(
+    rpc::PendingRequest& entry, std::span<const iovec> iov, uint32_t access,
+    google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out) {
   CallState& state = stateOf(entry.xid);
   for (const iovec& v : iov) {
     if (v.iov_len == 0) continue;
     if (static_cast<uint32_t>(out->size()) >= params_.max_segments) {
-      return makeError(EINVAL, "more iov segments than the negotiated " + std::to_string(params_.max_segments));
+      return makeError(
+          EINVAL, "more iov segments than the negotiated " + std::to_string(params_.max_segments));
     }
     auto ref = cache_->acquire(v.iov_base, v.iov_len, access);
     if (!ref) return ref.error();
@@ -326,8 +326,8 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
     for (const auto& s : call.payload.slices()) staged = staged && s.buf->registration().lkey != 0;
     if (length <= params_.inline_threshold && staged && call.payload.slices().size() < 16) {
       for (const auto& s : call.payload.slices()) {
-        gather.push_back(ibv_sge{reinterpret_cast<uint64_t>(s.data()), static_cast<uint32_t>(s.length),
-                                 s.buf->registration().lkey});
+        gather.push_back(ibv_sge{reinterpret_cast<uint64_t>(s.data()),
+                                 static_cast<uint32_t>(s.length), s.buf->registration().lkey});
       }
     } else if (length <= params_.inline_threshold) {
       // Small user payloads: one copy beats a registration (~25 us on rxe).
@@ -356,12 +356,13 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   uint64_t gathered = 0;
   for (const auto& g : gather) gathered += g.length;
   auto length = gather.empty()
-                    ? encodeMessage({conn_->sendBuffer(*slot), params_.max_message}, rpc::FrameType::kCall,
-                                    entry.xid, bytes, inline_payload)
-                    : encodeHeader({conn_->sendBuffer(*slot), params_.max_message}, rpc::FrameType::kCall,
-                                   entry.xid, bytes, gathered);
+                    ? encodeMessage({conn_->sendBuffer(*slot), params_.max_message},
+                                    rpc::FrameType::kCall, entry.xid, bytes, inline_payload)
+                    : encodeHeader({conn_->sendBuffer(*slot), params_.max_message},
+                                   rpc::FrameType::kCall, entry.xid, bytes, gathered);
   if (!length) return fail(length.error());
-  if (*length + gathered > params_.max_message) return fail(makeError(EMSGSIZE, "call exceeds the peer's message size"));
+  if (*length + gathered > params_.max_message)
+    return fail(makeError(EMSGSIZE, "call exceeds the peer's message size"));
   if (auto r = conn_->postSend(*slot, *length, gather); !r) {
     conn_->returnSendSlot(*slot);
     release(entry);
@@ -390,8 +391,9 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
     // Pre-registered memory keeps its rkey after the call: the only way to
     // stop a late RDMA WRITE into it is to stop the QP before we return.
     // failConnection completes every pending call, this one included.
-    failConnection(makeError(result.error().code, result.error().what +
-                                                      " (connection closed: it exposed pre-registered memory)"));
+    failConnection(
+        makeError(result.error().code,
+                  result.error().what + " (connection closed: it exposed pre-registered memory)"));
     return;
   }
   if (state.sent) {
@@ -408,8 +410,9 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
 void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    failConnection(makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
-                                      (wrKind(wc.wr_id) == WorkKind::kReceive ? "a receive" : "a send")));
+    failConnection(
+        makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
+                           (wrKind(wc.wr_id) == WorkKind::kReceive ? "a receive" : "a send")));
     return;
   }
   switch (wrKind(wc.wr_id)) {
@@ -429,11 +432,13 @@ void VerbsClientTransport::onReply(uint32_t slot, uint32_t length) {
   auto message = decodeMessage({conn_->receiveBuffer(slot), length});
   if (!message || message->preamble.type != rpc::FrameType::kReply) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    failConnection(message ? makeError(EPROTO, "server sent a call, expected a reply") : message.error());
+    failConnection(message ? makeError(EPROTO, "server sent a call, expected a reply")
+                           : message.error());
     return;
   }
   rpc::ReplyData reply;
-  if (!reply.header.ParseFromArray(message->header.data(), static_cast<int>(message->header.size()))) {
+  if (!reply.header.ParseFromArray(message->header.data(),
+                                   static_cast<int>(message->header.size()))) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
     failConnection(makeError(EPROTO, "reply header does not parse"));
     return;
@@ -442,7 +447,8 @@ void VerbsClientTransport::onReply(uint32_t slot, uint32_t length) {
   auto cls = table_.classify(xid);
   if (cls == rpc::XidClass::kNeverIssued) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    failConnection(makeError(EPROTO, "reply for xid " + std::to_string(xid) + " that was never issued"));
+    failConnection(
+        makeError(EPROTO, "reply for xid " + std::to_string(xid) + " that was never issued"));
     return;
   }
   std::vector<std::byte> inline_copy(message->payload.begin(), message->payload.end());
@@ -511,7 +517,8 @@ void VerbsClientTransport::failConnection(Error error) {
   if (closed_) return;
   closed_ = true;
   close_error_ = error;
-  if (error.code != ESHUTDOWN) ZCIO_LOG(kWarn, description_, ": closing connection: ", error.toString());
+  if (error.code != ESHUTDOWN)
+    ZCIO_LOG(kWarn, description_, ": closing connection: ", error.toString());
   // ERROR state first: from here on nothing lands in exposed memory.
   conn_->moveToError();
   rdma_disconnect(id_.get());

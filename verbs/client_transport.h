@@ -52,8 +52,9 @@ struct VerbsClientOptions {
 
 class VerbsClientTransport final : public rpc::Transport {
  public:
-  static Result<std::unique_ptr<VerbsClientTransport>> connect(const std::string& host, uint16_t port,
-                                                              VerbsClientOptions options = {});
+  static Result<std::unique_ptr<VerbsClientTransport>> connect(const std::string& host,
+                                                               uint16_t port,
+                                                               VerbsClientOptions options = {});
   ~VerbsClientTransport() override;
 
   void submit(rpc::CallPtr call) override;
@@ -76,7 +77,7 @@ class VerbsClientTransport final : public rpc::Transport {
   struct CallState {  // per request-table slot
     // Released (per-call registrations deregistered) before completion.
     std::vector<iobuf::RegistrationRef> registrations;
-    bool uses_pinned = false;  // its segments stay valid after it ends
+    bool uses_pinned = false;             // its segments stay valid after it ends
     iobuf::IoBufVector pool_destination;  // regular reads
     uint64_t chunk_capacity = 0;
     bool sent = false;  // counted against credits

@@ -22,15 +22,28 @@ Result<rdma_cm_event*> waitForEvent(rdma_event_channel* channel, rdma_cm_event_t
   rdma_cm_event* event = nullptr;
   if (rdma_get_cm_event(channel, &event) != 0) return makeError(errno, "rdma_get_cm_event");
   if (event->event != expected) {
-    std::string what = "expected " + std::string(rdma_event_str(expected)) + ", got " + describeEvent(event);
-    int code = event->event == RDMA_CM_EVENT_REJECTED ? ECONNREFUSED
+    std::string what =
+        "expected " + std::string(rdma_event_str(expected)) + ", got " + describeEvent(event);
+    int code = event->event == RDMA_CM_EVENT_REJECTED      ? ECONNREFUSED
                : event->event == RDMA_CM_EVENT_UNREACHABLE ? EHOSTUNREACH
-               : event->event == RDMA_CM_EVENT_ADDR_ERROR ? EADDRNOTAVAIL
-                                                          : ECONNABORTED;
+               : event->event == RDMA_CM_EVENT_ADDR_ERROR  ? EADDRNOTAVAIL
+                                                           : ECONNABORTED;
     rdma_ack_cm_event(event);
     return makeError(code, what);
   }
   return event;
+}
+
+rdma_conn_param makeConnParam(const ConnectionParams& params, uint8_t* storage) {
+  encodeParams(params, storage);
+  rdma_conn_param param{};
+  param.private_data = storage;
+  param.private_data_len = kParamsWireSize;
+  param.responder_resources = 16;
+  param.initiator_depth = 16;
+  param.retry_count = 7;
+  param.rnr_retry_count = 7;  // 7: retry forever while the peer reposts receives
+  return param;
 }
 
 Result<void> rdmaDevicePresent() {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "verbs/params.h"
 
 namespace zcio::verbs {
 
@@ -20,5 +21,9 @@ Result<rdma_cm_event*> waitForEvent(rdma_event_channel* channel, rdma_cm_event_t
 Result<void> rdmaDevicePresent();
 
 std::string describeEvent(const rdma_cm_event* event);
+
+// Connect/accept parameters carrying `params` as private data; `storage`
+// (kParamsWireSize bytes) must live until rdma_connect/rdma_accept returns.
+rdma_conn_param makeConnParam(const ConnectionParams& params, uint8_t* storage);
 
 }  // namespace zcio::verbs

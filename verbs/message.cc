@@ -11,17 +11,9 @@ Result<size_t> encodeMessage(std::span<std::byte> out, rpc::FrameType type, uint
     return makeError(EMSGSIZE, "message of " + std::to_string(total) + " bytes exceeds the " +
                                    std::to_string(out.size()) + "-byte buffer");
   }
-  rpc::Preamble p;
-  p.type = type;
-  p.header_length = static_cast<uint32_t>(header.size());
-  p.xid = xid;
-  p.payload_length = payload.size();
-  auto bytes = rpc::encodePreamble(p);
-  std::memcpy(out.data(), bytes.data(), bytes.size());
-  std::memcpy(out.data() + rpc::kPreambleSize, header.data(), header.size());
-  if (!payload.empty()) {
-    std::memcpy(out.data() + rpc::kPreambleSize + header.size(), payload.data(), payload.size());
-  }
+  auto head = encodeHeader(out, type, xid, header, payload.size());
+  if (!head) return head.error();
+  if (!payload.empty()) std::memcpy(out.data() + *head, payload.data(), payload.size());
   return total;
 }
 
@@ -42,7 +34,8 @@ Result<size_t> encodeHeader(std::span<std::byte> out, rpc::FrameType type, uint6
 
 Result<Message> decodeMessage(std::span<const std::byte> in) {
   if (in.size() < rpc::kPreambleSize) {
-    return makeError(EPROTO, "message of " + std::to_string(in.size()) + " bytes is shorter than a preamble");
+    return makeError(
+        EPROTO, "message of " + std::to_string(in.size()) + " bytes is shorter than a preamble");
   }
   rpc::PreambleBytes bytes;
   std::memcpy(bytes.data(), in.data(), bytes.size());
@@ -52,7 +45,8 @@ Result<Message> decodeMessage(std::span<const std::byte> in) {
   if (p->header_length > rest || p->payload_length != rest - p->header_length) {
     return makeError(EPROTO, "message lengths (header " + std::to_string(p->header_length) +
                                  ", payload " + std::to_string(p->payload_length) +
-                                 ") disagree with the " + std::to_string(in.size()) + " bytes received");
+                                 ") disagree with the " + std::to_string(in.size()) +
+                                 " bytes received");
   }
   Message m;
   m.preamble = *p;

@@ -39,10 +39,12 @@ inline int destroyEventChannel(rdma_event_channel* c) {
   return 0;
 }
 
-using EventChannel = std::unique_ptr<rdma_event_channel, Deleter<destroyEventChannel, kDestroyEventChannel>>;
+using EventChannel =
+    std::unique_ptr<rdma_event_channel, Deleter<destroyEventChannel, kDestroyEventChannel>>;
 using CmId = std::unique_ptr<rdma_cm_id, Deleter<rdma_destroy_id, kDestroyId>>;
 using ProtectionDomain = std::unique_ptr<ibv_pd, Deleter<ibv_dealloc_pd, kDeallocPd>>;
-using CompletionChannel = std::unique_ptr<ibv_comp_channel, Deleter<ibv_destroy_comp_channel, kDestroyCompChannel>>;
+using CompletionChannel =
+    std::unique_ptr<ibv_comp_channel, Deleter<ibv_destroy_comp_channel, kDestroyCompChannel>>;
 using CompletionQueue = std::unique_ptr<ibv_cq, Deleter<ibv_destroy_cq, kDestroyCq>>;
 using MemoryRegion = std::unique_ptr<ibv_mr, Deleter<ibv_dereg_mr, kDeregMr>>;
 using MemoryWindow = std::unique_ptr<ibv_mw, Deleter<ibv_dealloc_mw, kDeallocMw>>;

@@ -6,9 +6,16 @@
 
 namespace zcio::verbs {
 namespace {
-void put16(uint8_t* p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
-void put32(uint8_t* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = (v >> (8 * i)) & 0xff; }
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+void put16(uint8_t* p, uint16_t v) {
+  p[0] = v & 0xff;
+  p[1] = v >> 8;
+}
+void put32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = (v >> (8 * i)) & 0xff;
+}
+uint16_t get16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | p[1] << 8);
+}
 uint32_t get32(const uint8_t* p) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
@@ -37,7 +44,8 @@ Result<ConnectionParams> decodeParams(const void* data, size_t length) {
   out.max_segments = get32(p + 8);
   out.inline_threshold = get32(p + 12);
   if (out.version != ConnectionParams::kVersion) {
-    return makeError(EPROTONOSUPPORT, "peer speaks zcio-over-RDMA version " + std::to_string(out.version));
+    return makeError(EPROTONOSUPPORT,
+                     "peer speaks zcio-over-RDMA version " + std::to_string(out.version));
   }
   if (out.credits == 0 || out.max_message < 1024 || out.max_message > (1u << 20) ||
       out.max_segments == 0 || out.max_segments > 1024 || out.inline_threshold > out.max_message) {

@@ -87,11 +87,14 @@ Result<uint32_t> RcConnection::takeSendSlot() {
   return slot;
 }
 
-void RcConnection::returnSendSlot(uint32_t slot) { free_send_.push_back(slot); }
+void RcConnection::returnSendSlot(uint32_t slot) {
+  free_send_.push_back(slot);
+}
 
 Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather) {
   ibv_sge sges[16];
-  if (gather.size() + 1 > std::size(sges)) return makeError(EINVAL, "too many gather pieces for one SEND");
+  if (gather.size() + 1 > std::size(sges))
+    return makeError(EINVAL, "too many gather pieces for one SEND");
   sges[0] = ibv_sge{reinterpret_cast<uint64_t>(sendBuffer(slot)), static_cast<uint32_t>(length),
                     send_mr_->lkey};
   std::copy(gather.begin(), gather.end(), sges + 1);

@@ -29,8 +29,12 @@ enum class WorkKind : uint8_t { kReceive = 1, kSend = 2, kWrite = 3, kRead = 4 }
 inline uint64_t makeWrId(WorkKind kind, uint64_t index) {
   return static_cast<uint64_t>(kind) << 56 | (index & ((uint64_t{1} << 56) - 1));
 }
-inline WorkKind wrKind(uint64_t wr_id) { return static_cast<WorkKind>(wr_id >> 56); }
-inline uint64_t wrIndex(uint64_t wr_id) { return wr_id & ((uint64_t{1} << 56) - 1); }
+inline WorkKind wrKind(uint64_t wr_id) {
+  return static_cast<WorkKind>(wr_id >> 56);
+}
+inline uint64_t wrIndex(uint64_t wr_id) {
+  return wr_id & ((uint64_t{1} << 56) - 1);
+}
 
 struct RemoteSegment {
   uint64_t addr;
@@ -53,7 +57,9 @@ class RcConnection {
   int completionFd() const { return channel_->fd; }
   uint32_t sendQueueDepth() const { return send_queue_depth_; }
 
-  std::byte* receiveBuffer(uint32_t slot) { return recv_area_ + size_t{slot} * params_.max_message; }
+  std::byte* receiveBuffer(uint32_t slot) {
+    return recv_area_ + size_t{slot} * params_.max_message;
+  }
   Result<void> postReceive(uint32_t slot);
 
   // A free send buffer (max_message bytes), or EAGAIN when all are in use.
@@ -64,8 +70,8 @@ class RcConnection {
   // reused on completion).
   Result<void> postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather = {});
   // RDMA WRITE / READ between registered local memory and a remote segment.
-  Result<void> postWrite(std::span<const ibv_sge> local, const RemoteSegment& remote,
-                         bool signaled, uint64_t wr_id);
+  Result<void> postWrite(std::span<const ibv_sge> local, const RemoteSegment& remote, bool signaled,
+                         uint64_t wr_id);
   Result<void> postRead(std::span<const ibv_sge> local, const RemoteSegment& remote,
                         uint64_t wr_id);
 

@@ -15,7 +15,7 @@ int toIbvAccess(uint32_t access) {
 }
 
 Result<iobuf::RegistrationKeys> VerbsRegistrar::registerRange(void* addr, size_t length,
-                                                             uint32_t access) {
+                                                              uint32_t access) {
   ibv_mr* mr = ibv_reg_mr(pd_, addr, length, toIbvAccess(access));
   if (mr == nullptr) {
     return makeError(errno, "ibv_reg_mr of " + std::to_string(length) + " bytes");

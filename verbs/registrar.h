@@ -13,7 +13,8 @@ namespace zcio::verbs {
 class VerbsRegistrar final : public iobuf::MemoryRegistrar {
  public:
   explicit VerbsRegistrar(ibv_pd* pd) : pd_(pd) {}
-  Result<iobuf::RegistrationKeys> registerRange(void* addr, size_t length, uint32_t access) override;
+  Result<iobuf::RegistrationKeys> registerRange(void* addr, size_t length,
+                                                uint32_t access) override;
   Result<void> deregister(const iobuf::RegistrationKeys& keys) override;
   uint64_t registrations() const { return registrations_.load(); }
 

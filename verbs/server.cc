@@ -104,19 +104,24 @@ Result<void> VerbsServerImpl::listen() {
   events_.reset(rdma_create_event_channel());
   if (!events_) return makeError(errno, "rdma_create_event_channel");
   rdma_cm_id* raw = nullptr;
-  if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0) return makeError(errno, "rdma_create_id");
+  if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
+    return makeError(errno, "rdma_create_id");
   listener_.reset(raw);
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* ai = nullptr;
   int gai = getaddrinfo(options_.host.c_str(), std::to_string(options_.port).c_str(), &hints, &ai);
-  if (gai != 0) return makeError(EINVAL, "listen address " + options_.host + ": " + gai_strerror(gai));
+  if (gai != 0)
+    return makeError(EINVAL, "listen address " + options_.host + ": " + gai_strerror(gai));
   int rc = rdma_bind_addr(listener_.get(), ai->ai_addr);
   freeaddrinfo(ai);
-  if (rc != 0) return makeError(errno, "rdma_bind_addr " + options_.host + " (is there an RDMA device on it?)");
+  if (rc != 0)
+    return makeError(errno,
+                     "rdma_bind_addr " + options_.host + " (is there an RDMA device on it?)");
   if (listener_->verbs == nullptr) {
-    return makeError(EADDRNOTAVAIL, "listen address " + options_.host + " has no RDMA device; name the device's address");
+    return makeError(EADDRNOTAVAIL, "listen address " + options_.host +
+                                        " has no RDMA device; name the device's address");
   }
   context_ = listener_->verbs;
   pd_.reset(ibv_alloc_pd(context_));
@@ -208,7 +213,8 @@ void VerbsServerImpl::onCmEvent(rdma_cm_event* event) {
       rdma_ack_cm_event(event);
       auto it = connections_.find(id);
       if (it != connections_.end()) {
-        if (!it->second->closing) ZCIO_LOG(kInfo, "rdma connection from ", it->second->peer, " closed: ", what);
+        if (!it->second->closing)
+          ZCIO_LOG(kInfo, "rdma connection from ", it->second->peer, " closed: ", what);
         destroy(id);
       }
       return;
@@ -230,13 +236,14 @@ void VerbsServerImpl::accept(rdma_cm_event* event) {
     rdma_destroy_id(id);
   };
   if (!theirs) return reject(theirs.error().what);
-  if (id->verbs != context_) return reject("arrived on a different RDMA device than the listener's");
+  if (id->verbs != context_)
+    return reject("arrived on a different RDMA device than the listener's");
   auto c = std::make_unique<ServerConnection>();
   c->peer = peerOf(id);
   c->params = negotiate(options_.params, *theirs);
   // Each reply may need one RDMA WRITE per 16 pool pieces or segment.
-  uint32_t work = static_cast<uint32_t>(rpc::kMaxPayloadLength / options_.pool->chunkSize() / kMaxSge +
-                                        c->params.max_segments + 2);
+  uint32_t work = static_cast<uint32_t>(
+      rpc::kMaxPayloadLength / options_.pool->chunkSize() / kMaxSge + c->params.max_segments + 2);
   auto conn = RcConnection::create(id, pd_.get(), c->params, options_.reply_slots, work);
   if (!conn) return reject(conn.error().toString());
   c->conn = std::move(*conn);
@@ -245,13 +252,7 @@ void VerbsServerImpl::accept(rdma_cm_event* event) {
   c->sq_free = c->conn->sendQueueDepth();
   c->session = service_.openSession("rdma " + c->peer);
   uint8_t private_data[kParamsWireSize];
-  encodeParams(c->params, private_data);
-  rdma_conn_param param{};
-  param.private_data = private_data;
-  param.private_data_len = sizeof private_data;
-  param.responder_resources = 16;
-  param.initiator_depth = 16;
-  param.rnr_retry_count = 7;
+  rdma_conn_param param = makeConnParam(c->params, private_data);
   if (rdma_accept(id, &param) != 0) {
     int err = errno;
     c->conn.reset();
@@ -293,8 +294,9 @@ void VerbsServerImpl::pollConnection(ServerConnection& c) {
 
 void VerbsServerImpl::onCompletion(ServerConnection& c, const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
-    drop(c, std::string("work completion error: ") + ibv_wc_status_str(wc.status) +
-                (wc.status == IBV_WC_REM_ACCESS_ERR ? " (the client's rkey or segment is bad)" : ""));
+    drop(c,
+         std::string("work completion error: ") + ibv_wc_status_str(wc.status) +
+             (wc.status == IBV_WC_REM_ACCESS_ERR ? " (the client's rkey or segment is bad)" : ""));
     return;
   }
   switch (wrKind(wc.wr_id)) {
@@ -325,10 +327,12 @@ void VerbsServerImpl::onCompletion(ServerConnection& c, const ibv_wc& wc) {
 void VerbsServerImpl::onCall(ServerConnection& c, uint32_t slot, uint32_t length) {
   auto message = decodeMessage({c.conn->receiveBuffer(slot), length});
   if (!message) return drop(c, "protocol error: " + message.error().what);
-  if (message->preamble.type != rpc::FrameType::kCall) return drop(c, "protocol error: client sent a reply");
+  if (message->preamble.type != rpc::FrameType::kCall)
+    return drop(c, "protocol error: client sent a reply");
   PendingCall p;
   p.call.xid = message->preamble.xid;
-  if (!p.call.header.ParseFromArray(message->header.data(), static_cast<int>(message->header.size()))) {
+  if (!p.call.header.ParseFromArray(message->header.data(),
+                                    static_cast<int>(message->header.size()))) {
     return drop(c, "protocol error: call header does not parse");
   }
   if (!message->payload.empty()) {
@@ -374,11 +378,12 @@ Result<void> VerbsServerImpl::postReads(ServerConnection& c, PendingCall& p) {
   auto buffers = options_.pool->getVector(total);
   if (!buffers) return buffers.error();
   p.call.payload = std::move(*buffers);
-  auto made = planTransfer(p.call.payload, p.read_chunks, kMaxSge,
-                           [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
-                             return c.conn->postRead(sges, remote, makeWrId(WorkKind::kRead, p.call.xid));
-                           },
-                           kMaxReadBytes);
+  auto made = planTransfer(
+      p.call.payload, p.read_chunks, kMaxSge,
+      [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
+        return c.conn->postRead(sges, remote, makeWrId(WorkKind::kRead, p.call.xid));
+      },
+      kMaxReadBytes);
   if (!made) return made.error();
   c.sq_free -= static_cast<uint32_t>(*made);
   p.reads_outstanding = static_cast<uint32_t>(*made);
@@ -392,8 +397,8 @@ void VerbsServerImpl::process(ServerConnection& c) {
   // room for every request it could take (never overrun the QP).
   for (auto& p : c.queue) {
     if (p.read_chunks.empty() || p.reads_posted) continue;
-    uint64_t need = workBound(p.call.header.length(), p.read_chunks.size(), options_.pool->chunkSize(),
-                              kMaxReadBytes);
+    uint64_t need = workBound(p.call.header.length(), p.read_chunks.size(),
+                              options_.pool->chunkSize(), kMaxReadBytes);
     if (need > c.sq_free) break;
     if (auto r = postReads(c, p); !r) return drop(c, r.error().toString());
   }
@@ -409,8 +414,8 @@ void VerbsServerImpl::process(ServerConnection& c) {
 Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
   // The send buffer first: once the session has run the call, it must be
   // answered now (a retry would run it twice).
-  uint64_t need = 1 + workBound(p.call.header.length(), p.write_chunks.size(), options_.pool->chunkSize(),
-                                UINT32_MAX);
+  uint64_t need = 1 + workBound(p.call.header.length(), p.write_chunks.size(),
+                                options_.pool->chunkSize(), UINT32_MAX);
   if (need > c.sq_free) return false;  // resumes on a send completion
   auto slot = c.conn->takeSendSlot();
   if (!slot) return false;
@@ -419,11 +424,13 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
   for (const auto& s : p.write_chunks) chunk_total += s.length;
   rpc::OutgoingReply reply;
   if (p.failed) {
-    reply = rpc::errorReply(EINVAL, "bad chunk lists (too many segments, or lengths that disagree with the call)");
+    reply = rpc::errorReply(
+        EINVAL, "bad chunk lists (too many segments, or lengths that disagree with the call)");
   } else if (h.op() == rpc::pb::OP_READ && !p.write_chunks.empty() && chunk_total < h.length()) {
-    reply = rpc::errorReply(EINVAL, "write chunks hold " + std::to_string(chunk_total) + " bytes, the read asks for " +
-                                        std::to_string(h.length()));
-  } else if (h.op() == rpc::pb::OP_READ && p.write_chunks.empty() && h.length() > c.params.inline_threshold) {
+    reply = rpc::errorReply(EINVAL, "write chunks hold " + std::to_string(chunk_total) +
+                                        " bytes, the read asks for " + std::to_string(h.length()));
+  } else if (h.op() == rpc::pb::OP_READ && p.write_chunks.empty() &&
+             h.length() > c.params.inline_threshold) {
     reply = rpc::errorReply(EINVAL, "a read over the inline threshold needs write chunks");
   } else {
     auto handled = c.session->handle(std::move(p.call));
@@ -437,10 +444,11 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
   // RDMA WRITE the payload into the client's segments, unsignalled: the
   // signalled SEND behind them tells us when all are done.
   if (!reply.payload.empty() && !p.write_chunks.empty()) {
-    auto made = planTransfer(reply.payload, p.write_chunks, kMaxSge,
-                             [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
-                               return c.conn->postWrite(sges, remote, false, makeWrId(WorkKind::kWrite, 0));
-                             });
+    auto made =
+        planTransfer(reply.payload, p.write_chunks, kMaxSge,
+                     [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
+                       return c.conn->postWrite(sges, remote, false, makeWrId(WorkKind::kWrite, 0));
+                     });
     if (!made) {
       c.conn->returnSendSlot(*slot);
       return made.error();
@@ -456,8 +464,8 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
     std::vector<iovec> dst{{inline_payload.data(), inline_payload.size()}};
     reply.payload.copyTo(dst);
   }
-  auto length = encodeMessage({c.conn->sendBuffer(*slot), c.params.max_message}, rpc::FrameType::kReply,
-                              p.call.xid, header, inline_payload);
+  auto length = encodeMessage({c.conn->sendBuffer(*slot), c.params.max_message},
+                              rpc::FrameType::kReply, p.call.xid, header, inline_payload);
   if (!length) {
     c.conn->returnSendSlot(*slot);
     return length.error();
@@ -470,12 +478,21 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
 }
 
 VerbsServer::VerbsServer(std::unique_ptr<VerbsServerImpl> impl) : impl_(std::move(impl)) {}
-VerbsServer::~VerbsServer() { stop(); }
-uint16_t VerbsServer::port() const { return impl_->port(); }
-const VerbsServerCounters& VerbsServer::counters() const { return impl_->counters_; }
-void VerbsServer::stop() { impl_->stop(); }
+VerbsServer::~VerbsServer() {
+  stop();
+}
+uint16_t VerbsServer::port() const {
+  return impl_->port();
+}
+const VerbsServerCounters& VerbsServer::counters() const {
+  return impl_->counters_;
+}
+void VerbsServer::stop() {
+  impl_->stop();
+}
 
-Result<std::unique_ptr<VerbsServer>> VerbsServer::start(VerbsServerOptions options, rpc::Service& service) {
+Result<std::unique_ptr<VerbsServer>> VerbsServer::start(VerbsServerOptions options,
+                                                        rpc::Service& service) {
   auto impl = std::make_unique<VerbsServerImpl>(std::move(options), service);
   ZCIO_RETURN_IF_ERROR(impl->listen());
   return std::unique_ptr<VerbsServer>(new VerbsServer(std::move(impl)));

@@ -47,7 +47,8 @@ class VerbsServerImpl;
 
 class VerbsServer {
  public:
-  static Result<std::unique_ptr<VerbsServer>> start(VerbsServerOptions options, rpc::Service& service);
+  static Result<std::unique_ptr<VerbsServer>> start(VerbsServerOptions options,
+                                                    rpc::Service& service);
   ~VerbsServer();
   uint16_t port() const;
   const VerbsServerCounters& counters() const;

@@ -49,8 +49,8 @@ struct PendingIo {
 };
 
 // An async read whose result outlives this frame (the callback owns it).
-PendingIo startRead(fops::Client& client, std::span<const iovec> iov, uint64_t offset,
-                    IoMode mode, std::function<void()> at_completion = {}) {
+PendingIo startRead(fops::Client& client, std::span<const iovec> iov, uint64_t offset, IoMode mode,
+                    std::function<void()> at_completion = {}) {
   auto result = std::make_shared<AsyncResult>();
   auto cb = result->callback(std::move(at_completion));
   auto handle = client.preadvAsync(kFh, iov, offset, mode,
@@ -58,13 +58,17 @@ PendingIo startRead(fops::Client& client, std::span<const iovec> iov, uint64_t o
   return {result, handle};
 }
 
-std::string modeName(IoMode mode) { return mode == IoMode::kDirect ? "Direct" : "Regular"; }
+std::string modeName(IoMode mode) {
+  return mode == IoMode::kDirect ? "Direct" : "Regular";
+}
 
 // Test parameters print as their names (ctest shows them).
 struct Mode {
   IoMode mode;
 };
-[[maybe_unused]] void PrintTo(const Mode& m, std::ostream* os) { *os << modeName(m.mode); }
+[[maybe_unused]] void PrintTo(const Mode& m, std::ostream* os) {
+  *os << modeName(m.mode);
+}
 const auto kBothModes = ::testing::Values(Mode{IoMode::kDirect}, Mode{IoMode::kRegular});
 
 // Answers one READ call correctly (payload = patternBytes(length, seed)).
@@ -141,7 +145,8 @@ TEST(ClientVsScriptedPeer, OutOfOrderRepliesLandInTheirOwnBuffers) {
       for (auto& p : parts[i]) iovs[i].push_back(iovec{p.data(), p.size()});
       IoMode mode = i % 2 == 0 ? IoMode::kDirect : IoMode::kRegular;
       if (mode == IoMode::kRegular) regular_bytes += size;
-      uint64_t offset = static_cast<uint64_t>(round) * 100000000 + static_cast<uint64_t>(i) * 1000003;
+      uint64_t offset =
+          static_cast<uint64_t>(round) * 100000000 + static_cast<uint64_t>(i) * 1000003;
       pending.push_back(startRead(*pc.client, iovs[i], offset, mode));
     }
     for (int i = 0; i < kCalls; ++i) {
@@ -150,7 +155,8 @@ TEST(ClientVsScriptedPeer, OutOfOrderRepliesLandInTheirOwnBuffers) {
       ASSERT_TRUE(*r) << r->error().toString();
       std::string got;
       for (auto& p : parts[i]) got += p;
-      uint64_t offset = static_cast<uint64_t>(round) * 100000000 + static_cast<uint64_t>(i) * 1000003;
+      uint64_t offset =
+          static_cast<uint64_t>(round) * 100000000 + static_cast<uint64_t>(i) * 1000003;
       EXPECT_EQ(**r, got.size());
       EXPECT_TRUE(got == patternBytes(got.size(), offset))
           << "round " << round << " read " << i << " got another call's payload";
@@ -329,7 +335,9 @@ struct MidPayloadParam {
     return std::string(trigger == Trigger::kTimeout ? "Timeout" : "Cancel") + modeName(mode);
   }
 };
-[[maybe_unused]] void PrintTo(const MidPayloadParam& p, std::ostream* os) { *os << p.name(); }
+[[maybe_unused]] void PrintTo(const MidPayloadParam& p, std::ostream* os) {
+  *os << p.name();
+}
 
 class MidPayload : public ::testing::TestWithParam<MidPayloadParam> {};
 
@@ -412,8 +420,7 @@ TEST_P(MidPayload, CompletionWaitsForPieceBoundaryAndNothingLandsAfterIt) {
   EXPECT_TRUE(buf.guardsIntact());
   if (mode == IoMode::kDirect) {
     std::string got = buf.contents();
-    EXPECT_TRUE(got.substr(0, received_at_completion) ==
-                payload.substr(0, received_at_completion));
+    EXPECT_TRUE(got.substr(0, received_at_completion) == payload.substr(0, received_at_completion));
     EXPECT_EQ(got.substr(received_at_completion),
               std::string(kSize - received_at_completion, kCanary));
   } else {
@@ -437,7 +444,9 @@ struct BadXidCase {
   std::function<uint64_t(uint64_t live_xid)> xid;
 };
 
-[[maybe_unused]] void PrintTo(const BadXidCase& c, std::ostream* os) { *os << c.name; }
+[[maybe_unused]] void PrintTo(const BadXidCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class NeverIssuedXid : public ::testing::TestWithParam<BadXidCase> {};
 
@@ -564,16 +573,18 @@ struct StreamCase {
   const char* name;
   // Bytes the peer sends in answer to the call with this xid.
   std::function<std::string(uint64_t xid)> bytes;
-  int code;              // expected errno of the pending call
-  const char* message;   // expected in the error text
-  bool protocol_error;   // counted in stats().protocol_errors
+  int code;             // expected errno of the pending call
+  const char* message;  // expected in the error text
+  bool protocol_error;  // counted in stats().protocol_errors
 };
 
 std::string replyPreamble(uint64_t xid, uint32_t header_length, uint64_t payload_length) {
   return rawPreamble(rpc::kMagic, rpc::kVersion, 2, 0, header_length, 0, xid, payload_length);
 }
 
-[[maybe_unused]] void PrintTo(const StreamCase& c, std::ostream* os) { *os << c.name; }
+[[maybe_unused]] void PrintTo(const StreamCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class BrokenStream : public ::testing::TestWithParam<StreamCase> {};
 
@@ -596,8 +607,8 @@ TEST_P(BrokenStream, FailsPendingCallsPromptlyWithAClearError) {
   ASSERT_TRUE(pc.client);
   auto start = Clock::now();
   std::string at_completion;
-  auto io = startRead(*pc.client, buf.iov(), 0, IoMode::kDirect,
-                      [&] { at_completion = buf.all(); });
+  auto io =
+      startRead(*pc.client, buf.iov(), 0, IoMode::kDirect, [&] { at_completion = buf.all(); });
   auto r = io.result->wait(3000ms);
   ASSERT_TRUE(r.has_value()) << "pending call hung on a broken stream";
   ASSERT_FALSE(*r) << "broken stream produced a successful read";
@@ -618,41 +629,43 @@ TEST_P(BrokenStream, FailsPendingCallsPromptlyWithAClearError) {
   EXPECT_FALSE(*r2);
 }
 
-std::string header(const pb::Reply& r) { return r.SerializeAsString(); }
+std::string header(const pb::Reply& r) {
+  return r.SerializeAsString();
+}
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, BrokenStream,
     ::testing::Values(
-        StreamCase{"Garbage",
-                   [](uint64_t) { return patternBytes(200, 77); },
-                   EPROTO, "bad magic", true},
+        StreamCase{"Garbage", [](uint64_t) { return patternBytes(200, 77); }, EPROTO, "bad magic",
+                   true},
         StreamCase{"HttpResponse",
                    [](uint64_t) {
                      return std::string("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
                    },
                    EPROTO, "bad magic", true},
         StreamCase{"BadMagic",
-                   [](uint64_t x) { return rawPreamble(0x12345678, 1, 2, 0, 0, 0, x, 0); },
-                   EPROTO, "bad magic", true},
+                   [](uint64_t x) { return rawPreamble(0x12345678, 1, 2, 0, 0, 0, x, 0); }, EPROTO,
+                   "bad magic", true},
         StreamCase{"BadVersion",
                    [](uint64_t x) { return rawPreamble(rpc::kMagic, 9, 2, 0, 0, 0, x, 0); },
                    EPROTONOSUPPORT, "version", true},
         StreamCase{"UnknownType",
-                   [](uint64_t x) { return rawPreamble(rpc::kMagic, 1, 3, 0, 0, 0, x, 0); },
-                   EPROTO, "message type", true},
+                   [](uint64_t x) { return rawPreamble(rpc::kMagic, 1, 3, 0, 0, 0, x, 0); }, EPROTO,
+                   "message type", true},
         StreamCase{"FlagsSet",
                    [](uint64_t x) { return rawPreamble(rpc::kMagic, 1, 2, 0x8, 0, 0, x, 0); },
                    EPROTO, "flags", true},
         StreamCase{"ReservedSet",
-                   [](uint64_t x) { return rawPreamble(rpc::kMagic, 1, 2, 0, 0, 1, x, 0); },
-                   EPROTO, "reserved", true},
+                   [](uint64_t x) { return rawPreamble(rpc::kMagic, 1, 2, 0, 0, 1, x, 0); }, EPROTO,
+                   "reserved", true},
         StreamCase{"CallInsteadOfReply",
                    [](uint64_t x) {
                      pb::Call call;
                      call.set_op(pb::OP_READ);
                      std::string h = call.SerializeAsString();
-                     return rawPreamble(rpc::kMagic, 1, 1, 0, static_cast<uint32_t>(h.size()), 0,
-                                        x, 0) + h;
+                     return rawPreamble(rpc::kMagic, 1, 1, 0, static_cast<uint32_t>(h.size()), 0, x,
+                                        0) +
+                            h;
                    },
                    EPROTO, "sent a call", true},
         StreamCase{"OversizeHeaderLength",
@@ -661,15 +674,15 @@ INSTANTIATE_TEST_SUITE_P(
         StreamCase{"PayloadLengthOverLimit",
                    [](uint64_t x) { return replyPreamble(x, 0, rpc::kMaxPayloadLength + 1); },
                    EMSGSIZE, "payload length", true},
-        StreamCase{"PayloadLengthAllOnes",
-                   [](uint64_t x) { return replyPreamble(x, 0, ~0ull); },
+        StreamCase{"PayloadLengthAllOnes", [](uint64_t x) { return replyPreamble(x, 0, ~0ull); },
                    EMSGSIZE, "payload length", true},
-        StreamCase{"HeaderDoesNotParse",
-                   [](uint64_t x) { return replyPreamble(x, 4, 0) + std::string("\x0f\x0f\x0f\x0f"); },
-                   EPROTO, "does not parse", true},
+        StreamCase{
+            "HeaderDoesNotParse",
+            [](uint64_t x) { return replyPreamble(x, 4, 0) + std::string("\x0f\x0f\x0f\x0f"); },
+            EPROTO, "does not parse", true},
         StreamCase{"TruncatedPreambleThenClose",
-                   [](uint64_t x) { return replyPreamble(x, 0, 0).substr(0, 13); },
-                   ECONNRESET, "receive", false},
+                   [](uint64_t x) { return replyPreamble(x, 0, 0).substr(0, 13); }, ECONNRESET,
+                   "receive", false},
         StreamCase{"TruncatedHeaderThenClose",
                    [](uint64_t x) {
                      std::string h = header(readReplyHeader(8192));
@@ -717,7 +730,9 @@ struct WriteEndParam {
   WriteEnd end;
   const char* name;
 };
-[[maybe_unused]] void PrintTo(const WriteEndParam& p, std::ostream* os) { *os << p.name; }
+[[maybe_unused]] void PrintTo(const WriteEndParam& p, std::ostream* os) {
+  *os << p.name;
+}
 
 class DirectWriteInFlight : public ::testing::TestWithParam<WriteEndParam> {};
 
@@ -815,8 +830,8 @@ TEST(ClientVsScriptedPeer, PeerStallingMidPayloadForeverStillTimesOut) {
   ASSERT_TRUE(pc.client);
   auto start = Clock::now();
   std::string at_completion;
-  auto io = startRead(*pc.client, buf.iov(), 0, IoMode::kDirect,
-                      [&] { at_completion = buf.all(); });
+  auto io =
+      startRead(*pc.client, buf.iov(), 0, IoMode::kDirect, [&] { at_completion = buf.all(); });
   auto r = io.result->wait(5000ms);
   release.notify();
   ASSERT_TRUE(r.has_value()) << "call with a 200 ms timeout still pending after 5 s: a peer "

@@ -132,8 +132,8 @@ ServerProcess* ExportConfinement::server_ = nullptr;
 
 TEST_F(ExportConfinement, DotDotPathsAreRefused) {
   for (const char* p : {"..", "../outside/secret.txt", "a/../../outside/secret.txt",
-                        "a/b/../../../outside/secret.txt", "./../outside/secret.txt",
-                        "a/..", "a/../ok.txt", "a/b/.."}) {
+                        "a/b/../../../outside/secret.txt", "./../outside/secret.txt", "a/..",
+                        "a/../ok.txt", "a/b/.."}) {
     expectOpenRefused(p, O_RDONLY, {EPERM});
     expectStatRefused(p, {EPERM});
   }
@@ -162,8 +162,8 @@ TEST_F(ExportConfinement, SymlinksLeadingOutsideAreRefused) {
 }
 
 TEST_F(ExportConfinement, CreatingThroughAnEscapeIsRefusedAndCreatesNothing) {
-  for (const char* p : {"dangling_out", "../outside/new.txt", "link_dir_out/new.txt",
-                        "link_dir_abs/new.txt"}) {
+  for (const char* p :
+       {"dangling_out", "../outside/new.txt", "link_dir_out/new.txt", "link_dir_abs/new.txt"}) {
     expectOpenRefused(p, O_WRONLY | O_CREAT, {EPERM});
     expectOpenRefused(p, O_RDWR | O_CREAT | O_TRUNC, {EPERM});
   }

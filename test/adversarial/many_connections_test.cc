@@ -27,11 +27,16 @@ std::string callPreamble(uint32_t header_length, uint64_t payload_length, uint64
 // (protocol error) or by us (truncation).
 std::string attackBytes(int i) {
   switch (i % 6) {
-    case 0: return patternBytes(500, static_cast<uint64_t>(i));
-    case 1: return rawPreamble(rpc::kMagic, 7, 1, 0, 0, 0, 1, 0);
-    case 2: return callPreamble(rpc::kMaxHeaderLength + 1, 0);
-    case 3: return callPreamble(0, rpc::kMaxPayloadLength + 1);
-    case 4: return callPreamble(8, 0) + std::string(8, '\xff');
+    case 0:
+      return patternBytes(500, static_cast<uint64_t>(i));
+    case 1:
+      return rawPreamble(rpc::kMagic, 7, 1, 0, 0, 0, 1, 0);
+    case 2:
+      return callPreamble(rpc::kMaxHeaderLength + 1, 0);
+    case 3:
+      return callPreamble(0, rpc::kMaxPayloadLength + 1);
+    case 4:
+      return callPreamble(8, 0) + std::string(8, '\xff');
     default: {
       pb::Call call;
       call.set_op(pb::OP_READ);
@@ -60,8 +65,8 @@ void runTransfersUnderAttack(unsigned server_threads) {
     call.set_fh(1);
     call.set_length(kChunk);
     std::string h = call.SerializeAsString();
-    ASSERT_TRUE(stalled_payload.sendRaw(callPreamble(static_cast<uint32_t>(h.size()), kChunk) +
-                                        h + patternBytes(kChunk / 3, 1)));
+    ASSERT_TRUE(stalled_payload.sendRaw(callPreamble(static_cast<uint32_t>(h.size()), kChunk) + h +
+                                        patternBytes(kChunk / 3, 1)));
   }
   // 3) a client that pipelines 1 MiB reads and never reads the replies.
   auto never_reads = FrameSocket::connectTo(server.port());

@@ -86,8 +86,8 @@ class ServerUnderAttack : public ::testing::Test {
 struct BrokenFrameCase {
   const char* name;
   std::function<std::string()> bytes;
-  const char* log;   // the reason the server must log
-  bool then_close;   // we close after sending (truncation); else the server must
+  const char* log;  // the reason the server must log
+  bool then_close;  // we close after sending (truncation); else the server must
 };
 
 std::string callPreamble(uint32_t header_length, uint64_t payload_length, uint64_t xid = 1) {
@@ -102,7 +102,9 @@ std::string readCallHeader() {
   return call.SerializeAsString();
 }
 
-[[maybe_unused]] void PrintTo(const BrokenFrameCase& c, std::ostream* os) { *os << c.name; }
+[[maybe_unused]] void PrintTo(const BrokenFrameCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class BrokenFrame : public ServerUnderAttack,
                     public ::testing::WithParamInterface<BrokenFrameCase> {};
@@ -128,14 +130,11 @@ INSTANTIATE_TEST_SUITE_P(
     Frames, BrokenFrame,
     ::testing::Values(
         BrokenFrameCase{"RandomGarbage", [] { return patternBytes(300, 11); }, "bad magic", false},
-        BrokenFrameCase{"HttpRequest",
-                        [] {
-                          return std::string(
-                              "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
-                        },
-                        "bad magic", false},
-        BrokenFrameCase{"BadMagic",
-                        [] { return rawPreamble(0xdeadbeef, 1, 1, 0, 0, 0, 1, 0); },
+        BrokenFrameCase{
+            "HttpRequest",
+            [] { return std::string("GET / HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n"); },
+            "bad magic", false},
+        BrokenFrameCase{"BadMagic", [] { return rawPreamble(0xdeadbeef, 1, 1, 0, 0, 0, 1, 0); },
                         "bad magic", false},
         BrokenFrameCase{"WrongVersion",
                         [] { return rawPreamble(rpc::kMagic, 2, 1, 0, 0, 0, 1, 0); },
@@ -145,15 +144,14 @@ INSTANTIATE_TEST_SUITE_P(
                           pb::Reply reply;
                           reply.set_count(5);
                           std::string h = reply.SerializeAsString();
-                          return rawPreamble(rpc::kMagic, 1, 2, 0,
-                                             static_cast<uint32_t>(h.size()), 0, 1, 0) + h;
+                          return rawPreamble(rpc::kMagic, 1, 2, 0, static_cast<uint32_t>(h.size()),
+                                             0, 1, 0) +
+                                 h;
                         },
                         "client sent a reply", false},
-        BrokenFrameCase{"UnknownType",
-                        [] { return rawPreamble(rpc::kMagic, 1, 9, 0, 0, 0, 1, 0); },
+        BrokenFrameCase{"UnknownType", [] { return rawPreamble(rpc::kMagic, 1, 9, 0, 0, 0, 1, 0); },
                         "unknown message type 9", false},
-        BrokenFrameCase{"FlagsSet",
-                        [] { return rawPreamble(rpc::kMagic, 1, 1, 1, 0, 0, 1, 0); },
+        BrokenFrameCase{"FlagsSet", [] { return rawPreamble(rpc::kMagic, 1, 1, 1, 0, 0, 1, 0); },
                         "unknown flags", false},
         BrokenFrameCase{"ReservedSet",
                         [] { return rawPreamble(rpc::kMagic, 1, 1, 0, 0, 0xffffffffu, 1, 0); },
@@ -204,7 +202,9 @@ struct HostileCallCase {
   const char* message;  // expected in the reply's message
 };
 
-[[maybe_unused]] void PrintTo(const HostileCallCase& c, std::ostream* os) { *os << c.name; }
+[[maybe_unused]] void PrintTo(const HostileCallCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class HostileCall : public ServerUnderAttack,
                     public ::testing::WithParamInterface<HostileCallCase> {};
@@ -246,134 +246,134 @@ TEST_P(HostileCall, GetsAnErrorReplyAndTheConnectionStaysUsable) {
 
 INSTANTIATE_TEST_SUITE_P(
     Calls, HostileCall,
-    ::testing::Values(
-        HostileCallCase{"WriteHeaderLongerThanPayload",
-                        [](pb::Call& c, std::string& p, uint64_t fh) {
-                          c.set_op(pb::OP_WRITE);
-                          c.set_fh(fh);
-                          c.set_length(1000);
-                          p = std::string(10, 'x');
-                        },
-                        EINVAL, "write header says 1000"},
-        HostileCallCase{"WriteHeaderShorterThanPayload",
-                        [](pb::Call& c, std::string& p, uint64_t fh) {
-                          c.set_op(pb::OP_WRITE);
-                          c.set_fh(fh);
-                          c.set_length(10);
-                          p = std::string(5000, 'x');
-                        },
-                        EINVAL, "write header says 10"},
-        HostileCallCase{"UnknownOp",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(static_cast<pb::Op>(99));
-                          c.set_fh(fh);
-                        },
-                        ENOSYS, "unknown op 99"},
-        HostileCallCase{"OpZero",
-                        [](pb::Call& c, std::string&, uint64_t) { c.set_op(pb::OP_UNKNOWN); },
-                        ENOSYS, "unknown op 0"},
-        HostileCallCase{"ReadOver64MiB",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh);
-                          c.set_length(rpc::kMaxPayloadLength + 1);
-                        },
-                        EINVAL, "exceeds the limit"},
-        HostileCallCase{"ReadLengthAllOnes",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh);
-                          c.set_length(~0ull);
-                        },
-                        EINVAL, "exceeds the limit"},
-        HostileCallCase{"ReadOffsetOverflow",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh);
-                          c.set_offset(~0ull - 10);
-                          c.set_length(100);
-                        },
-                        EINVAL, "overflows"},
-        HostileCallCase{"ReadOffsetAtTwoPow63",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh);
-                          c.set_offset(1ull << 63);
-                          c.set_length(1);
-                        },
-                        EINVAL, "overflows"},
-        HostileCallCase{"WriteOffsetOverflow",
-                        [](pb::Call& c, std::string& p, uint64_t fh) {
-                          c.set_op(pb::OP_WRITE);
-                          c.set_fh(fh);
-                          c.set_offset(static_cast<uint64_t>(LLONG_MAX) - 5);
-                          c.set_length(10);
-                          p = std::string(10, 'x');
-                        },
-                        EINVAL, "overflows"},
-        HostileCallCase{"ReadUnknownHandle",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh + 12345);
-                          c.set_length(100);
-                        },
-                        EBADF, "unknown file handle"},
-        HostileCallCase{"WriteUnknownHandle",
-                        [](pb::Call& c, std::string& p, uint64_t) {
-                          c.set_op(pb::OP_WRITE);
-                          c.set_fh(0);
-                          c.set_length(10);
-                          p = std::string(10, 'x');
-                        },
-                        EBADF, "unknown file handle"},
-        HostileCallCase{"FstatUnknownHandle",
-                        [](pb::Call& c, std::string&, uint64_t) {
-                          c.set_op(pb::OP_FSTAT);
-                          c.set_fh(~0ull);
-                        },
-                        EBADF, "unknown file handle"},
-        HostileCallCase{"FsyncUnknownHandle",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_FSYNC);
-                          c.set_fh(fh + 1);
-                        },
-                        EBADF, "unknown file handle"},
-        HostileCallCase{"CloseUnknownHandle",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_CLOSE);
-                          c.set_fh(fh + 1);
-                        },
-                        EBADF, "unknown file handle"},
-        HostileCallCase{"ReadWithWriteChunks",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh);
-                          c.set_length(100);
-                          auto* seg = c.add_write_chunks();
-                          seg->set_addr(0x1000);
-                          seg->set_rkey(1);
-                          seg->set_length(100);
-                        },
-                        EPROTONOSUPPORT, "chunk"},
-        HostileCallCase{"WriteWithReadChunks",
-                        [](pb::Call& c, std::string&, uint64_t fh) {
-                          c.set_op(pb::OP_WRITE);
-                          c.set_fh(fh);
-                          c.set_length(100);
-                          auto* seg = c.add_read_chunks();
-                          seg->set_addr(0x1000);
-                          seg->set_rkey(1);
-                          seg->set_length(100);
-                        },
-                        EPROTONOSUPPORT, "chunk"},
-        HostileCallCase{"PayloadOnARead",
-                        [](pb::Call& c, std::string& p, uint64_t fh) {
-                          c.set_op(pb::OP_READ);
-                          c.set_fh(fh);
-                          c.set_length(100);
-                          p = std::string(100, 'x');
-                        },
-                        EINVAL, "payload"}),
+    ::testing::Values(HostileCallCase{"WriteHeaderLongerThanPayload",
+                                      [](pb::Call& c, std::string& p, uint64_t fh) {
+                                        c.set_op(pb::OP_WRITE);
+                                        c.set_fh(fh);
+                                        c.set_length(1000);
+                                        p = std::string(10, 'x');
+                                      },
+                                      EINVAL, "write header says 1000"},
+                      HostileCallCase{"WriteHeaderShorterThanPayload",
+                                      [](pb::Call& c, std::string& p, uint64_t fh) {
+                                        c.set_op(pb::OP_WRITE);
+                                        c.set_fh(fh);
+                                        c.set_length(10);
+                                        p = std::string(5000, 'x');
+                                      },
+                                      EINVAL, "write header says 10"},
+                      HostileCallCase{"UnknownOp",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(static_cast<pb::Op>(99));
+                                        c.set_fh(fh);
+                                      },
+                                      ENOSYS, "unknown op 99"},
+                      HostileCallCase{
+                          "OpZero",
+                          [](pb::Call& c, std::string&, uint64_t) { c.set_op(pb::OP_UNKNOWN); },
+                          ENOSYS, "unknown op 0"},
+                      HostileCallCase{"ReadOver64MiB",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh);
+                                        c.set_length(rpc::kMaxPayloadLength + 1);
+                                      },
+                                      EINVAL, "exceeds the limit"},
+                      HostileCallCase{"ReadLengthAllOnes",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh);
+                                        c.set_length(~0ull);
+                                      },
+                                      EINVAL, "exceeds the limit"},
+                      HostileCallCase{"ReadOffsetOverflow",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh);
+                                        c.set_offset(~0ull - 10);
+                                        c.set_length(100);
+                                      },
+                                      EINVAL, "overflows"},
+                      HostileCallCase{"ReadOffsetAtTwoPow63",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh);
+                                        c.set_offset(1ull << 63);
+                                        c.set_length(1);
+                                      },
+                                      EINVAL, "overflows"},
+                      HostileCallCase{"WriteOffsetOverflow",
+                                      [](pb::Call& c, std::string& p, uint64_t fh) {
+                                        c.set_op(pb::OP_WRITE);
+                                        c.set_fh(fh);
+                                        c.set_offset(static_cast<uint64_t>(LLONG_MAX) - 5);
+                                        c.set_length(10);
+                                        p = std::string(10, 'x');
+                                      },
+                                      EINVAL, "overflows"},
+                      HostileCallCase{"ReadUnknownHandle",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh + 12345);
+                                        c.set_length(100);
+                                      },
+                                      EBADF, "unknown file handle"},
+                      HostileCallCase{"WriteUnknownHandle",
+                                      [](pb::Call& c, std::string& p, uint64_t) {
+                                        c.set_op(pb::OP_WRITE);
+                                        c.set_fh(0);
+                                        c.set_length(10);
+                                        p = std::string(10, 'x');
+                                      },
+                                      EBADF, "unknown file handle"},
+                      HostileCallCase{"FstatUnknownHandle",
+                                      [](pb::Call& c, std::string&, uint64_t) {
+                                        c.set_op(pb::OP_FSTAT);
+                                        c.set_fh(~0ull);
+                                      },
+                                      EBADF, "unknown file handle"},
+                      HostileCallCase{"FsyncUnknownHandle",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_FSYNC);
+                                        c.set_fh(fh + 1);
+                                      },
+                                      EBADF, "unknown file handle"},
+                      HostileCallCase{"CloseUnknownHandle",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_CLOSE);
+                                        c.set_fh(fh + 1);
+                                      },
+                                      EBADF, "unknown file handle"},
+                      HostileCallCase{"ReadWithWriteChunks",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh);
+                                        c.set_length(100);
+                                        auto* seg = c.add_write_chunks();
+                                        seg->set_addr(0x1000);
+                                        seg->set_rkey(1);
+                                        seg->set_length(100);
+                                      },
+                                      EPROTONOSUPPORT, "chunk"},
+                      HostileCallCase{"WriteWithReadChunks",
+                                      [](pb::Call& c, std::string&, uint64_t fh) {
+                                        c.set_op(pb::OP_WRITE);
+                                        c.set_fh(fh);
+                                        c.set_length(100);
+                                        auto* seg = c.add_read_chunks();
+                                        seg->set_addr(0x1000);
+                                        seg->set_rkey(1);
+                                        seg->set_length(100);
+                                      },
+                                      EPROTONOSUPPORT, "chunk"},
+                      HostileCallCase{"PayloadOnARead",
+                                      [](pb::Call& c, std::string& p, uint64_t fh) {
+                                        c.set_op(pb::OP_READ);
+                                        c.set_fh(fh);
+                                        c.set_length(100);
+                                        p = std::string(100, 'x');
+                                      },
+                                      EINVAL, "payload"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // File handles belong to the connection that opened them: another connection
@@ -462,7 +462,8 @@ TEST_F(ServerUnderAttack, StalledHugeWritePayloadsDoNotStarveOtherClients) {
     call.set_fh(1);
     call.set_length(rpc::kMaxPayloadLength);
     std::string h = call.SerializeAsString();
-    ASSERT_TRUE(s.sendRaw(callPreamble(static_cast<uint32_t>(h.size()), rpc::kMaxPayloadLength) + h));
+    ASSERT_TRUE(
+        s.sendRaw(callPreamble(static_cast<uint32_t>(h.size()), rpc::kMaxPayloadLength) + h));
     hogs.push_back(std::move(s));
   }
   std::this_thread::sleep_for(300ms);

@@ -27,13 +27,7 @@ tools::TransferOptions transferOptions(fops::IoMode mode) {
 
 // Fills a block from a deterministic function of its offset.
 Result<void> fillBlock(uint64_t offset, std::byte* dst, size_t length) {
-  std::mt19937_64 rng(offset * 0x9e3779b97f4a7c15ull + 7);
-  size_t i = 0;
-  for (; i + 8 <= length; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(dst + i, &v, 8);
-  }
-  for (; i < length; ++i) dst[i] = static_cast<std::byte>(rng());
+  tools::fillPattern(offset, dst, length, 7);
   return okResult();
 }
 
@@ -122,15 +116,17 @@ TEST_F(FopsCopies, CliReportsCopiesAndSha256) {
   for (const char* mode : {"--direct", "--regular"}) {
     SCOPED_TRACE(mode);
     std::string remote = std::string("uploaded") + mode;
-    auto run = runCommand({ZCIO_CLI_BINARY, "write", mode, "--json", local, server_->url() + "/" + remote},
-                          std::chrono::seconds(60));
+    auto run =
+        runCommand({ZCIO_CLI_BINARY, "write", mode, "--json", local, server_->url() + "/" + remote},
+                   std::chrono::seconds(60));
     ASSERT_EQ(run.exit_status, 0) << run.out;
     std::string line = run.out.substr(0, run.out.find('\n'));
     ASSERT_EQ(jsonField(line, "bytes"), std::to_string(local_content.size())) << line;
     // Over RDMA the 3-byte tail rides inline in the SEND (copied, counted).
     size_t tail = rdmaUnderTest() ? local_content.size() % (1024 * 1024) : 0;
-    EXPECT_EQ(jsonField(line, "bytes_copied"),
-              std::string(mode) == "--direct" ? std::to_string(tail) : std::to_string(local_content.size()))
+    EXPECT_EQ(jsonField(line, "bytes_copied"), std::string(mode) == "--direct"
+                                                   ? std::to_string(tail)
+                                                   : std::to_string(local_content.size()))
         << line;
     EXPECT_TRUE(test::readLocalFile(dir_->file(remote)) == local_content)
         << "uploaded file differs from the local source";

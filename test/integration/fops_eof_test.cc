@@ -14,13 +14,16 @@ constexpr size_t MiB = 1024 * 1024;
 
 class FopsEof : public ServerFixture {
  protected:
-  Result<size_t> read(fops::FileHandle fh, const ScatterBuffer& b, uint64_t offset, fops::IoMode mode) {
+  Result<size_t> read(fops::FileHandle fh, const ScatterBuffer& b, uint64_t offset,
+                      fops::IoMode mode) {
     return mode == fops::IoMode::kDirect ? client_->preadvDirect(fh, b.iov(), offset)
                                          : client_->preadv(fh, b.iov(), offset);
   }
 };
 
-const char* modeName(fops::IoMode mode) { return mode == fops::IoMode::kDirect ? "direct" : "regular"; }
+const char* modeName(fops::IoMode mode) {
+  return mode == fops::IoMode::kDirect ? "direct" : "regular";
+}
 
 TEST_F(FopsEof, ReadAcrossEofReturnsTheBytesUpToEofAndLeavesTheRestUntouched) {
   std::mt19937_64 rng(testSeed(0xe0f00001));
@@ -34,10 +37,10 @@ TEST_F(FopsEof, ReadAcrossEofReturnsTheBytesUpToEofAndLeavesTheRestUntouched) {
       size_t length;
     };
     std::vector<Case> cases = {
-        {file_size - 1, 2},                 // one byte short
+        {file_size - 1, 2},  // one byte short
         {file_size > 1000 ? file_size - 1000 : 0, 4096},
-        {0, file_size + 1},                 // whole file plus one
-        {0, 16 * MiB},                      // far more than the file
+        {0, file_size + 1},                              // whole file plus one
+        {0, 16 * MiB},                                   // far more than the file
         {file_size / 2, file_size - file_size / 2 + 1},  // the second half, plus one
     };
     for (const Case& c : cases) {
@@ -46,9 +49,9 @@ TEST_F(FopsEof, ReadAcrossEofReturnsTheBytesUpToEofAndLeavesTheRestUntouched) {
           ScatterBuffer buffer(c.length, segments, rng);
           size_t want = std::min<uint64_t>(c.length, file_size - c.offset);
           ASSERT_LT(want, c.length) << "case must cross EOF";
-          SCOPED_TRACE(::testing::Message() << modeName(mode) << " read of " << c.length << " at "
-                                            << c.offset << " in a " << file_size << "-byte file, "
-                                            << buffer.shape());
+          SCOPED_TRACE(::testing::Message()
+                       << modeName(mode) << " read of " << c.length << " at " << c.offset
+                       << " in a " << file_size << "-byte file, " << buffer.shape());
           auto before = client_->stats();
           auto n = read(*fh, buffer, c.offset, mode);
           ASSERT_TRUE(n) << n.error().toString();
@@ -76,12 +79,13 @@ TEST_F(FopsEof, ReadAtOrPastEofReturnsZeroAndTouchesNothing) {
   test::writeRandomFile(dir_->file("f"), file_size, rng());
   auto fh = client_->open("f", O_RDONLY);
   ASSERT_TRUE(fh) << fh.error().toString();
-  for (uint64_t offset : {uint64_t{file_size}, uint64_t{file_size + 1}, uint64_t{1} << 30,
-                          uint64_t{1} << 40}) {
+  for (uint64_t offset :
+       {uint64_t{file_size}, uint64_t{file_size + 1}, uint64_t{1} << 30, uint64_t{1} << 40}) {
     for (auto mode : {fops::IoMode::kDirect, fops::IoMode::kRegular}) {
       for (size_t length : {size_t{0}, size_t{1}, size_t{4096}, MiB}) {
         ScatterBuffer buffer(length, 1 + rng() % 8, rng);
-        SCOPED_TRACE(::testing::Message() << modeName(mode) << " read of " << length << " at " << offset);
+        SCOPED_TRACE(::testing::Message()
+                     << modeName(mode) << " read of " << length << " at " << offset);
         auto n = read(*fh, buffer, offset, mode);
         ASSERT_TRUE(n) << n.error().toString();
         EXPECT_EQ(*n, 0u);
@@ -118,7 +122,7 @@ TEST_F(FopsEof, AsyncShortReadsCompleteWithTheShortCount) {
   Latch latch(kCalls);
   for (size_t i = 0; i < kCalls; ++i) {
     size_t length = 1 + rng() % (256 * 1024);
-    uint64_t offset = (i % 3 == 0) ? file_size - rng() % length  // crosses EOF (or starts at it)
+    uint64_t offset = (i % 3 == 0)   ? file_size - rng() % length  // crosses EOF (or starts at it)
                       : (i % 3 == 1) ? file_size + rng() % 4096    // at/after EOF
                                      : rng() % (file_size - length);
     offsets.push_back(offset);
@@ -129,8 +133,8 @@ TEST_F(FopsEof, AsyncShortReadsCompleteWithTheShortCount) {
   }
   ASSERT_TRUE(latch.wait(std::chrono::seconds(30))) << latch.completed() << " of " << kCalls;
   for (size_t i = 0; i < kCalls; ++i) {
-    SCOPED_TRACE(::testing::Message() << "call " << i << " offset " << offsets[i] << " length "
-                                      << buffers[i]->total());
+    SCOPED_TRACE(::testing::Message()
+                 << "call " << i << " offset " << offsets[i] << " length " << buffers[i]->total());
     ASSERT_TRUE(latch.result(i)) << latch.result(i).error().toString();
     EXPECT_EQ(*latch.result(i), expected[i]);
     std::string want = expected[i] ? content.substr(offsets[i], expected[i]) : std::string();

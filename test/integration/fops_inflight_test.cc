@@ -144,8 +144,9 @@ TEST_F(FopsInFlight, SeveralThreadsShareOneClient) {
             std::string data = randomBytes(length, rng);
             ScatterBuffer src(length, 1 + rng() % 8, rng);
             src.fill(data);
-            auto n = mode == fops::IoMode::kDirect ? client_->pwritevDirect(*fh, src.iov(), base + at)
-                                                   : client_->pwritev(*fh, src.iov(), base + at);
+            auto n = mode == fops::IoMode::kDirect
+                         ? client_->pwritevDirect(*fh, src.iov(), base + at)
+                         : client_->pwritev(*fh, src.iov(), base + at);
             if (!n || *n != length) {
               failures[t] = "write failed: " + (n ? std::to_string(*n) : n.error().toString());
               break;
@@ -155,8 +156,9 @@ TEST_F(FopsInFlight, SeveralThreadsShareOneClient) {
           }
           case 1: {  // read and compare with this thread's model
             ScatterBuffer dst(length, 1 + rng() % 8, rng);
-            auto n = mode == fops::IoMode::kDirect ? client_->preadv(*fh, dst.iov(), base + at)
-                                                   : client_->preadvDirect(*fh, dst.iov(), base + at);
+            auto n = mode == fops::IoMode::kDirect
+                         ? client_->preadv(*fh, dst.iov(), base + at)
+                         : client_->preadvDirect(*fh, dst.iov(), base + at);
             if (!n || *n != length) {
               failures[t] = "read failed: " + (n ? std::to_string(*n) : n.error().toString());
               break;

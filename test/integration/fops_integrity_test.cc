@@ -32,7 +32,9 @@ size_t firstDifference(const std::string& a, const std::string& b) {
   return static_cast<size_t>(ia - a.begin());
 }
 
-const char* modeName(fops::IoMode mode) { return mode == fops::IoMode::kDirect ? "direct" : "regular"; }
+const char* modeName(fops::IoMode mode) {
+  return mode == fops::IoMode::kDirect ? "direct" : "regular";
+}
 
 class FopsIntegrity : public ServerFixture {};
 
@@ -180,7 +182,8 @@ TEST_F(FopsIntegrity, RequestsOverTheSizeLimitFailWithEinvalAndTouchNothing) {
   // One past the limit, in inaccessible memory: any byte zcio touched
   // would fault.
   const size_t length = fops::Client::maxIoSize() + 1;
-  void* reserved = mmap(nullptr, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* reserved =
+      mmap(nullptr, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   ASSERT_NE(reserved, MAP_FAILED);
   const size_t half = length / 2;
   iovec iov[2] = {{reserved, half}, {static_cast<char*>(reserved) + half, length - half}};

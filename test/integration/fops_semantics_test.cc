@@ -39,7 +39,8 @@ TEST_F(FopsSemantics, OpenCreatesStatAndFstatReportTheSizeFsyncAndCloseSucceed) 
     EXPECT_EQ(s.size, static_cast<uint64_t>(local.st_size));
     EXPECT_EQ(s.ino, local.st_ino);
     EXPECT_EQ(s.mode, local.st_mode);
-    EXPECT_EQ(s.mtime_ns, static_cast<int64_t>(local.st_mtim.tv_sec) * 1000000000 + local.st_mtim.tv_nsec);
+    EXPECT_EQ(s.mtime_ns,
+              static_cast<int64_t>(local.st_mtim.tv_sec) * 1000000000 + local.st_mtim.tv_nsec);
   }
   ASSERT_TRUE(client_->close(*fh));
 
@@ -98,7 +99,8 @@ TEST_F(FopsSemantics, ClosedAndUnknownHandlesFailWithEbadfAndTheServerKeepsServi
   auto fs = client_->fsync(*fh);
   ASSERT_FALSE(fs);
   EXPECT_EQ(fs.error().code, EBADF);
-  EXPECT_TRUE(test::readLocalFile(dir_->file("f")) == content) << "a refused write changed the file";
+  EXPECT_TRUE(test::readLocalFile(dir_->file("f")) == content)
+      << "a refused write changed the file";
 
   // Still serving, on this connection and on a new one.
   auto again = client_->open("f", O_RDONLY);

@@ -18,7 +18,9 @@
 
 namespace zcio::itest {
 
-bool rdmaUnderTest() { return test::transportUnderTest() == "rdma"; }
+bool rdmaUnderTest() {
+  return test::transportUnderTest() == "rdma";
+}
 
 uint64_t directCopyAllowance(uint64_t size) {
   return rdmaUnderTest() && size <= 4096 ? size : 0;
@@ -147,7 +149,8 @@ std::optional<std::string> ScatterBuffer::checkPartial(const std::string& expect
   size_t cursor = 0;
   for (size_t i = 0; i < iov_.size(); ++i) {
     for (size_t p = cursor; p < starts_[i]; ++p) {
-      if (storage_[p] != kCanary) return "byte outside the segments at " + std::to_string(p) + " changed";
+      if (storage_[p] != kCanary)
+        return "byte outside the segments at " + std::to_string(p) + " changed";
     }
     const uint8_t* seg = storage_.data() + starts_[i];
     for (size_t k = 0; k < iov_[i].iov_len; ++k) {
@@ -160,7 +163,8 @@ std::optional<std::string> ScatterBuffer::checkPartial(const std::string& expect
     cursor = starts_[i] + iov_[i].iov_len;
   }
   for (size_t p = cursor; p < storage_.size(); ++p) {
-    if (storage_[p] != kCanary) return "byte past the last segment at " + std::to_string(p) + " changed";
+    if (storage_[p] != kCanary)
+      return "byte past the last segment at " + std::to_string(p) + " changed";
   }
   return std::nullopt;
 }
@@ -215,14 +219,16 @@ void ServerFixture::TearDown() {
   // stopped (SIGTERM would wait on it).
   if (server_ && server_->alive()) resumeProcess(server_->pid());
   client_.reset();
-  if (server_ && HasFailure()) std::fprintf(stderr, "--- server log ---\n%s\n", server_->log().c_str());
+  if (server_ && HasFailure())
+    std::fprintf(stderr, "--- server log ---\n%s\n", server_->log().c_str());
   server_.reset();
   dir_.reset();
 }
 
 void ServerFixture::stopServerCleanly() {
   int status = server_->stop();
-  ASSERT_EQ(status, 0) << "server did not exit cleanly on SIGTERM (or died earlier); log:\n" << server_->log();
+  ASSERT_EQ(status, 0) << "server did not exit cleanly on SIGTERM (or died earlier); log:\n"
+                       << server_->log();
 }
 
 std::unique_ptr<fops::Client> ServerFixture::connect(fops::ClientOptions options) {
@@ -259,7 +265,9 @@ bool pauseProcess(pid_t pid) {
   return false;
 }
 
-bool resumeProcess(pid_t pid) { return kill(pid, SIGCONT) == 0; }
+bool resumeProcess(pid_t pid) {
+  return kill(pid, SIGCONT) == 0;
+}
 
 CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::seconds limit) {
   CommandResult result;
@@ -284,8 +292,8 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::seco
   char buf[4096];
   bool timed_out = false;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                      std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;

@@ -26,7 +26,8 @@ template <typename F>
 std::chrono::milliseconds timed(F&& f) {
   auto t0 = std::chrono::steady_clock::now();
   f();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t0);
 }
 
 // Polls `pred` for up to `limit`.
@@ -178,12 +179,13 @@ TEST_F(ServerLifecycle, SigtermWithCallsInFlightExitsCleanlyAndEveryCallComplete
       auto bad = buffers[i]->check(content.substr(offsets[i], MiB));
       ASSERT_FALSE(bad) << "call " << i << ": " << *bad;
     } else {
-      EXPECT_TRUE(isConnectionError(r.error().code)) << "call " << i << ": " << r.error().toString();
+      EXPECT_TRUE(isConnectionError(r.error().code))
+          << "call " << i << ": " << r.error().toString();
       // A regular read copies only on success; a direct one may have
       // received part of its payload before the connection dropped, but
       // only the file's bytes, in their places.
-      auto bad = i % 2 ? buffers[i]->checkPartial(content.substr(offsets[i], MiB))
-                       : buffers[i]->check("");
+      auto bad =
+          i % 2 ? buffers[i]->checkPartial(content.substr(offsets[i], MiB)) : buffers[i]->check("");
       ASSERT_FALSE(bad) << "failed call " << i << ": " << *bad;
     }
   }
@@ -221,7 +223,8 @@ TEST_F(ServerLifecycle, StalledServerTimesOutAndLateRepliesAreDiscarded) {
     // The calls' rkeys were revoked before they completed: the server's late
     // RDMA WRITE fails with a remote access error and it closes the
     // connection. The memory stays untouched; the connection does not survive.
-    ASSERT_TRUE(eventually([&] { return server_->log().find("remote access error") != std::string::npos; }, 10s))
+    ASSERT_TRUE(eventually(
+        [&] { return server_->log().find("remote access error") != std::string::npos; }, 10s))
         << server_->log();
   } else {
     ASSERT_TRUE(eventually([&] { return c->stats().late_replies >= 2; }, 10s))
@@ -308,7 +311,8 @@ TEST_F(ServerLifecycle, CancelledCallOnStalledServerCompletesAtOnceAndItsReplyIs
 
   ASSERT_NO_FATAL_FAILURE(resume());
   if (rdmaUnderTest()) {  // see StalledServerTimesOutAndLateRepliesAreDiscarded
-    ASSERT_TRUE(eventually([&] { return server_->log().find("remote access error") != std::string::npos; }, 10s))
+    ASSERT_TRUE(eventually(
+        [&] { return server_->log().find("remote access error") != std::string::npos; }, 10s))
         << server_->log();
   } else {
     ASSERT_TRUE(eventually([&] { return c->stats().late_replies >= 1; }, 10s));

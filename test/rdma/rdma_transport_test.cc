@@ -24,7 +24,8 @@ constexpr size_t kMiB = 1 << 20;
 class RdmaTransport : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (transportUnderTest() != "rdma") GTEST_SKIP() << "needs ZCIO_TEST_TRANSPORT=rdma and an RDMA device";
+    if (transportUnderTest() != "rdma")
+      GTEST_SKIP() << "needs ZCIO_TEST_TRANSPORT=rdma and an RDMA device";
     content_ = writeRandomFile(dir_.file("f.bin"), 8 * kMiB, 77);
     server_ = std::make_unique<ServerProcess>(dir_.path());
     auto client = fops::Client::connect(server_->url());
@@ -54,7 +55,8 @@ TEST_F(RdmaTransport, DirectReadRegistersTheCallersOwnPagesAndCopiesNothing) {
   // a registration of the caller's pages and a write-chunk segment.
   std::vector<char> buffer(kMiB + 64);
   for (int i = 0; i < 8; ++i) {
-    iovec iov[3] = {{buffer.data() + 1, 4096 * 10 + 3}, {buffer.data() + 50000, 300000},
+    iovec iov[3] = {{buffer.data() + 1, 4096 * 10 + 3},
+                    {buffer.data() + 50000, 300000},
                     {buffer.data() + 400000, kMiB - 400000 - 64}};
     size_t want = iov[0].iov_len + iov[1].iov_len + iov[2].iov_len;
     auto n = client_->preadvDirect(fh_, iov, uint64_t{static_cast<unsigned>(i)} * kMiB);
@@ -120,7 +122,8 @@ TEST_F(RdmaTransport, SegmentsTooSmallForTheReadGetAnErrorReply) {
   auto reply = done.get_future().get();
   ASSERT_TRUE(reply) << reply.error().toString();
   EXPECT_EQ(reply->header.error(), EINVAL) << reply->header.message();
-  EXPECT_NE(reply->header.message().find("write chunks"), std::string::npos) << reply->header.message();
+  EXPECT_NE(reply->header.message().find("write chunks"), std::string::npos)
+      << reply->header.message();
   // The server carries on with this client.
   std::vector<char> buffer(kMiB);
   iovec iov{buffer.data(), buffer.size()};
@@ -150,7 +153,8 @@ TEST_F(RdmaTransport, CancelOnPreRegisteredMemoryClosesTheConnectionBeforeReturn
   ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto* bytes = static_cast<const unsigned char*>(memory);
-  for (size_t i = 0; i < size; ++i) ASSERT_EQ(bytes[i], 0x5a) << "byte " << i << " written after cancel";
+  for (size_t i = 0; i < size; ++i)
+    ASSERT_EQ(bytes[i], 0x5a) << "byte " << i << " written after cancel";
   (void)client_->deregisterMemory(memory, size);
   munmap(memory, size);
 }

@@ -32,7 +32,9 @@ void putLe(std::string& out, uint64_t value, size_t bytes) {
 
 // ---- FrameSocket ----------------------------------------------------------
 
-FrameSocket::FrameSocket(FrameSocket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+FrameSocket::FrameSocket(FrameSocket&& other) noexcept : fd_(other.fd_) {
+  other.fd_ = -1;
+}
 
 FrameSocket& FrameSocket::operator=(FrameSocket&& other) noexcept {
   if (this != &other) {
@@ -234,7 +236,9 @@ ScriptedPeer::ScriptedPeer(Script script) : script_(std::move(script)) {
   thread_ = std::thread([this] { run(); });
 }
 
-ScriptedPeer::~ScriptedPeer() { stop(); }
+ScriptedPeer::~ScriptedPeer() {
+  stop();
+}
 
 void ScriptedPeer::run() {
   for (int index = 0; !stopping_.load(); ++index) {

@@ -35,7 +35,7 @@ using namespace std::chrono_literals;
 
 struct RawFrame {
   rpc::Preamble preamble;
-  std::string header;   // undecoded protobuf bytes
+  std::string header;  // undecoded protobuf bytes
   std::string payload;
 };
 

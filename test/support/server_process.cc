@@ -63,7 +63,8 @@ ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::str
     if (at == std::string::npos) {
       close(out[0]);
       stop();
-      throw std::runtime_error("zcio-server did not listen on rdma: '" + second + "' log: " + log());
+      throw std::runtime_error("zcio-server did not listen on rdma: '" + second +
+                               "' log: " + log());
     }
     rdma_url_ = second.substr(at, second.find(' ', at) - at);
   }
@@ -124,6 +125,8 @@ int ServerProcess::stop() {
   return exit_status_;
 }
 
-std::string ServerProcess::log() const { return readLocalFile(log_path_); }
+std::string ServerProcess::log() const {
+  return readLocalFile(log_path_);
+}
 
 }  // namespace zcio::test

@@ -65,7 +65,8 @@ class FakeRegistrar final : public MemoryRegistrar {
     Registration r{reinterpret_cast<uintptr_t>(addr), length, access, {}};
     if (record_stamps_) {
       for (size_t off = 0; off < length; off += kPage) {
-        r.stamps.push_back(uint64_t{*reinterpret_cast<const volatile uint64_t*>(static_cast<char*>(addr) + off)});
+        r.stamps.push_back(
+            uint64_t{*reinterpret_cast<const volatile uint64_t*>(static_cast<char*>(addr) + off)});
       }
     }
     live_[id] = std::move(r);
@@ -113,7 +114,8 @@ class FakeRegistrar final : public MemoryRegistrar {
 class Mapping {
  public:
   explicit Mapping(size_t length, void* at = nullptr, int extra_flags = 0) : length_(length) {
-    void* p = ::mmap(at, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
+    void* p = ::mmap(at, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags,
+                     -1, 0);
     if (p != MAP_FAILED) {
       base_ = static_cast<char*>(p);
       std::memset(base_, 0x5a, length_);
@@ -177,7 +179,9 @@ bool uffdWatched(const void* addr) {
   return false;
 }
 
-RegistrationCache::Options defaultOptions() { return RegistrationCache::Options{}; }
+RegistrationCache::Options defaultOptions() {
+  return RegistrationCache::Options{};
+}
 
 class RegistrationCacheTest : public ::testing::Test {
  protected:
@@ -260,7 +264,7 @@ TEST_F(RegistrationCacheTest, AccessMustBeASuperset) {
   auto other = cache_->acquire(m.data(), 64, kRemoteRead);
   ASSERT_TRUE(other.ok());
   EXPECT_NE(other->keys().handle, wide->keys().handle);  // not a subset: miss
-  EXPECT_EQ(other->access(), uint32_t{kRemoteRead});      // registered as asked, never widened
+  EXPECT_EQ(other->access(), uint32_t{kRemoteRead});     // registered as asked, never widened
   auto mixed = cache_->acquire(m.data(), 64, kLocalWrite | kRemoteRead);
   ASSERT_TRUE(mixed.ok());
   EXPECT_NE(mixed->keys().handle, wide->keys().handle);
@@ -346,8 +350,8 @@ TEST_F(RegistrationCacheTest, EvictionKeepsWatchesAnOverlappingEntryNeeds) {
   reset(options);
   Mapping m(8 * kPage);
   ASSERT_TRUE(m.ok());
-  { auto a = cache_->acquire(m.data(), 2 * kPage, kReadDest); }             // [0, 2)
-  auto b = cache_->acquire(m.data() + kPage, 2 * kPage, kRemoteRead);        // [1, 3), evicts a
+  { auto a = cache_->acquire(m.data(), 2 * kPage, kReadDest); }        // [0, 2)
+  auto b = cache_->acquire(m.data() + kPage, 2 * kPage, kRemoteRead);  // [1, 3), evicts a
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(cache_->stats().evictions, 1u);
   EXPECT_FALSE(uffdWatched(m.data()));
@@ -441,8 +445,8 @@ TEST_F(RegistrationCacheTest, InvalidateSemantics) {
   auto untouched = cache_->acquire(m.data() + 6 * kPage, kPage, kReadDest);
   ASSERT_TRUE(untouched.ok());
   cache_->invalidate(m.data() + kPage + 17, 3 * kPage);  // overlaps held and idle
-  EXPECT_FALSE(registrar_.isLive(idle_handle));           // unreferenced: deregistered now
-  EXPECT_TRUE(registrar_.isLive(held->keys().handle));    // referenced: still usable by its holder
+  EXPECT_FALSE(registrar_.isLive(idle_handle));          // unreferenced: deregistered now
+  EXPECT_TRUE(registrar_.isLive(held->keys().handle));   // referenced: still usable by its holder
   EXPECT_EQ(cache_->stats().invalidations, 2u);
   auto after = cache_->acquire(m.data(), 2 * kPage, kReadDest);
   ASSERT_TRUE(after.ok());
@@ -460,7 +464,8 @@ TEST_F(RegistrationCacheTest, BadRangesAndRegistrarErrors) {
   Mapping m(kPage);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(cache_->acquire(m.data(), 0, kReadDest).error().code, EINVAL);
-  EXPECT_EQ(cache_->acquire(reinterpret_cast<void*>(UINTPTR_MAX - 10), 100, kReadDest).error().code, EINVAL);
+  EXPECT_EQ(cache_->acquire(reinterpret_cast<void*>(UINTPTR_MAX - 10), 100, kReadDest).error().code,
+            EINVAL);
   registrar_.failNext();
   auto failed = cache_->acquire(m.data(), 10, kReadDest);
   ASSERT_FALSE(failed.ok());
@@ -510,7 +515,8 @@ TEST_F(RegistrationCacheTest, MunmapThenMmapAtTheSameAddressMisses) {
     ASSERT_TRUE(ref.ok());
     EXPECT_EQ(cache_->stats().hits, hits);
     EXPECT_GE(cache_->stats().monitor.unmap_events, static_cast<uint64_t>(rounds));
-    ASSERT_NE(ref->keys().handle, old_handle) << "stale registration reused (round " << rounds << ")";
+    ASSERT_NE(ref->keys().handle, old_handle)
+        << "stale registration reused (round " << rounds << ")";
     EXPECT_EQ(registrar_.registrations(), regs + 2);  // the old one and a new one
     // Deregistered by this acquire or by the monitor's consumer thread.
     EXPECT_TRUE(eventually([&] { return !registrar_.isLive(old_handle); }));
@@ -532,7 +538,8 @@ TEST_F(RegistrationCacheTest, MmapFixedOverACachedRangeMisses) {
     ASSERT_TRUE(ref.ok());
     old_handle = ref->keys().handle;
   }
-  void* p = ::mmap(m.data() + kPage, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  void* p = ::mmap(m.data() + kPage, kPage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   ASSERT_EQ(p, m.data() + kPage);
   auto ref = cache_->acquire(m.data(), length, kReadDest);
   ASSERT_TRUE(ref.ok());
@@ -564,7 +571,8 @@ TEST_F(RegistrationCacheTest, MunmapWhileReferencedDeregistersOnRelease) {
 
 TEST_F(RegistrationCacheTest, FreeThenMallocOfALargeBlockMisses) {
 #if defined(ZCIO_TEST_ASAN)
-  GTEST_SKIP() << "ASan's allocator quarantines freed blocks, so an address is never reused at once";
+  GTEST_SKIP()
+      << "ASan's allocator quarantines freed blocks, so an address is never reused at once";
 #else
   ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);  // fixed: no dynamic threshold growth after a free
   const size_t size = 8 << 20;
@@ -607,7 +615,8 @@ TEST_F(RegistrationCacheTest, MadviseDontneedInvalidatesAndTouchingDoesNotHang) 
     ASSERT_TRUE(ref.ok());
     old_handle = ref->keys().handle;
   }
-  auto held = cache_->acquire(m.data() + kPage, kPage, kReadDest);  // a hit, referenced across the madvise
+  auto held =
+      cache_->acquire(m.data() + kPage, kPage, kReadDest);  // a hit, referenced across the madvise
   ASSERT_TRUE(held.ok());
   EXPECT_EQ(held->keys().handle, old_handle);
   ASSERT_EQ(::madvise(m.data() + kPage, kPage, MADV_DONTNEED), 0);
@@ -871,7 +880,9 @@ TEST_F(RegistrationCacheTest, StressAcquireWhileRemapping) {
       switch (rng() % 4) {
         case 0:  // munmap, then fresh memory at the same address
           ASSERT_EQ(::munmap(at, slot_bytes), 0);
-          if (::mmap(at, slot_bytes, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0) != at) lost[s] = true;
+          if (::mmap(at, slot_bytes, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0) !=
+              at)
+            lost[s] = true;
           break;
         case 1:  // drop the pages
           ASSERT_EQ(::madvise(at, slot_bytes, MADV_DONTNEED), 0);
@@ -879,9 +890,12 @@ TEST_F(RegistrationCacheTest, StressAcquireWhileRemapping) {
         case 2:  // move the pages away (page by page: cached ranges split VMAs), map fresh memory
           for (size_t p = 0; p < kSlotPages; ++p) {
             void* to = scratch.data() + p * kPage;
-            ASSERT_EQ(::mremap(at + p * kPage, kPage, kPage, MREMAP_MAYMOVE | MREMAP_FIXED, to), to);
+            ASSERT_EQ(::mremap(at + p * kPage, kPage, kPage, MREMAP_MAYMOVE | MREMAP_FIXED, to),
+                      to);
           }
-          if (::mmap(at, slot_bytes, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0) != at) lost[s] = true;
+          if (::mmap(at, slot_bytes, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0) !=
+              at)
+            lost[s] = true;
           break;
         case 3:  // replace in place
           ASSERT_EQ(::mmap(at, slot_bytes, PROT_READ | PROT_WRITE, flags | MAP_FIXED, -1, 0), at);
@@ -958,7 +972,8 @@ TEST_F(UnmapMonitorTest, ReportsUnmapRemoveAndRemap) {
   EXPECT_EQ(events[0].begin, base + 2 * kPage);
   EXPECT_EQ(events[0].end, base + 3 * kPage);
 
-  void* moved = ::mremap(m.data() + 4 * kPage, 2 * kPage, 2 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED, target.data());
+  void* moved = ::mremap(m.data() + 4 * kPage, 2 * kPage, 2 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED,
+                         target.data());
   ASSERT_EQ(moved, target.data());
   events = drain();
   bool remap = false;
@@ -990,7 +1005,7 @@ TEST_F(UnmapMonitorTest, FaultOnAWatchedMissingPageIsAnsweredNotHung) {
     auto* bytes = static_cast<volatile char*>(p);
     int sum = 0;
     for (size_t off = 0; off < length; off += kPage) sum += bytes[off];  // read faults
-    bytes[kPage + 1] = 3;                                                 // write after a zero page
+    bytes[kPage + 1] = 3;                                                // write after a zero page
     return sum + bytes[kPage + 1];
   });
   const bool finished = toucher.wait_for(5s) == std::future_status::ready;
@@ -1030,7 +1045,8 @@ TEST_F(UnmapMonitorTest, QueueOverflowIsReportedNotBlocking) {
   ASSERT_TRUE(m.ok());
   const auto base = reinterpret_cast<uintptr_t>(m.data());
   ASSERT_TRUE(monitor_->watch(base, 200 * kPage).ok());
-  for (int i = 0; i < 100; ++i) ASSERT_EQ(::madvise(m.data() + 2 * i * kPage, kPage, MADV_DONTNEED), 0);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(::madvise(m.data() + 2 * i * kPage, kPage, MADV_DONTNEED), 0);
   auto events = drain();
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().kind, AddressSpaceEvent::Kind::kOverflow);

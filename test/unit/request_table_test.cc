@@ -7,7 +7,9 @@
 namespace zcio::rpc {
 namespace {
 
-auto later() { return std::chrono::steady_clock::now() + std::chrono::seconds(1); }
+auto later() {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(1);
+}
 
 TEST(RequestTable, InsertFindErase) {
   RequestTable table(4);
@@ -55,9 +57,9 @@ TEST(RequestTable, ClassifiesNeverIssuedXids) {
   uint64_t xid = (*e)->xid;
   EXPECT_EQ(table.classify(0), XidClass::kNeverIssued);
   EXPECT_EQ(table.classify(xid + (uint64_t{1} << RequestTable::kSlotBits)),
-            XidClass::kNeverIssued);                                 // future generation
+            XidClass::kNeverIssued);  // future generation
   EXPECT_EQ(table.classify((uint64_t{1} << RequestTable::kSlotBits) | 100),
-            XidClass::kNeverIssued);                                 // slot beyond capacity
+            XidClass::kNeverIssued);  // slot beyond capacity
   EXPECT_EQ(table.find(xid + (uint64_t{1} << RequestTable::kSlotBits)), nullptr);
 }
 

@@ -1,0 +1,311 @@
+// DESIGN invariants 3 and 1 against a hostile server: a peer holding a
+// call's chunk segments tries to use them beyond what they grant — RDMA READ
+// from a readv buffer, RDMA WRITE into a writev buffer, RDMA WRITE after the
+// call has completed. Each attempt must end in an error completion on the
+// hostile side and leave the client's memory untouched; one control test
+// shows the same machinery succeeds where access is granted.
+//
+// An access error kills the QP, so each test uses its own connection. Runs
+// on a real verbs device (Soft-RoCE in soft-roce-ci's VM); skipped without.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <infiniband/verbs.h>
+#include <netdb.h>
+#include <rdma/rdma_cma.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "rpc/call.h"
+#include "test/support/server_process.h"
+#include "verbs/client_transport.h"
+#include "verbs/cm.h"
+#include "verbs/message.h"
+#include "verbs/owners.h"
+#include "verbs/params.h"
+#include "verbs/rc_connection.h"
+
+namespace zcio::test {
+namespace {
+
+using namespace std::chrono_literals;
+using verbs::RemoteSegment;
+
+constexpr size_t kBytes = 64 * 1024;
+constexpr auto kWait = 10s;
+
+// A zcio "server" that speaks just enough of the protocol to get a call's
+// chunk segments, then does with them whatever the test asks. Driven
+// synchronously from the test thread.
+class HostileServer {
+ public:
+  struct ReceivedCall {
+    uint64_t xid = 0;
+    rpc::pb::Call header;
+  };
+
+  // Listens with rdma_cm on rdmaAddress(), port 0.
+  Result<void> listen() {
+    ZCIO_RETURN_IF_ERROR(verbs::rdmaDevicePresent());
+    events_.reset(rdma_create_event_channel());
+    if (!events_) return makeError(errno, "rdma_create_event_channel");
+    rdma_cm_id* raw = nullptr;
+    if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
+      return makeError(errno, "rdma_create_id");
+    listener_.reset(raw);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    if (inet_pton(AF_INET, rdmaAddress().c_str(), &addr.sin_addr) != 1)
+      return makeError(EINVAL, "ZCIO_RXE_ADDR " + rdmaAddress() + " is not an IPv4 address");
+    if (rdma_bind_addr(listener_.get(), reinterpret_cast<sockaddr*>(&addr)) != 0)
+      return makeError(errno, "rdma_bind_addr " + rdmaAddress());
+    if (listener_->verbs == nullptr)
+      return makeError(EADDRNOTAVAIL, rdmaAddress() + " has no RDMA device");
+    pd_.reset(ibv_alloc_pd(listener_->verbs));
+    if (!pd_) return makeError(errno, "ibv_alloc_pd");
+    // Our side of every RDMA READ/WRITE: local access only.
+    local_.assign(kBytes, std::byte{0xEE});
+    local_mr_.reset(ibv_reg_mr(pd_.get(), local_.data(), local_.size(), IBV_ACCESS_LOCAL_WRITE));
+    if (!local_mr_) return makeError(errno, "ibv_reg_mr");
+    if (rdma_listen(listener_.get(), 1) != 0) return makeError(errno, "rdma_listen");
+    return okResult();
+  }
+
+  uint16_t port() { return ntohs(rdma_get_src_port(listener_.get())); }
+
+  // Accepts one client exactly as the real server does: its parameters from
+  // the private data, negotiated, our answer in rdma_accept's.
+  Result<void> acceptOne() {
+    auto request = verbs::waitForEvent(events_.get(), RDMA_CM_EVENT_CONNECT_REQUEST, kWait);
+    if (!request) return request.error();
+    rdma_cm_id* id = (*request)->id;
+    auto theirs = verbs::decodeParams((*request)->param.conn.private_data,
+                                      (*request)->param.conn.private_data_len);
+    rdma_ack_cm_event(*request);
+    id_.reset(id);
+    if (!theirs) return theirs.error();
+    params_ = verbs::negotiate(verbs::ConnectionParams{}, *theirs);
+    auto conn = verbs::RcConnection::create(id, pd_.get(), params_, 4, 4);
+    if (!conn) return conn.error();
+    conn_ = std::move(*conn);
+    uint8_t private_data[verbs::kParamsWireSize];
+    rdma_conn_param param = verbs::makeConnParam(params_, private_data);
+    if (rdma_accept(id, &param) != 0) return makeError(errno, "rdma_accept");
+    auto established = verbs::waitForEvent(events_.get(), RDMA_CM_EVENT_ESTABLISHED, kWait);
+    if (!established) return established.error();
+    rdma_ack_cm_event(*established);
+    return okResult();
+  }
+
+  Result<ReceivedCall> nextCall() {
+    auto wc = completion(
+        [](const ibv_wc& c) { return verbs::wrKind(c.wr_id) == verbs::WorkKind::kReceive; });
+    if (!wc) return wc.error();
+    if (wc->status != IBV_WC_SUCCESS)
+      return makeError(EIO, std::string("receive: ") + ibv_wc_status_str(wc->status));
+    auto slot = static_cast<uint32_t>(verbs::wrIndex(wc->wr_id));
+    auto message = verbs::decodeMessage({conn_->receiveBuffer(slot), wc->byte_len});
+    if (!message) return message.error();
+    ReceivedCall call;
+    call.xid = message->preamble.xid;
+    if (!call.header.ParseFromArray(message->header.data(),
+                                    static_cast<int>(message->header.size())))
+      return makeError(EPROTO, "call header does not parse");
+    return call;
+  }
+
+  // RDMA READ / WRITE of `length` bytes between our buffer and `remote`;
+  // returns the completion's status (the point of every test).
+  Result<ibv_wc_status> readFrom(const RemoteSegment& remote, uint32_t length) {
+    return transfer(remote, length, /*write=*/false);
+  }
+  Result<ibv_wc_status> writeTo(const RemoteSegment& remote, uint32_t length) {
+    return transfer(remote, length, /*write=*/true);
+  }
+
+  // What the real server sends after its RDMA WRITEs: the reply frame.
+  Result<void> reply(uint64_t xid, const rpc::pb::Reply& header) {
+    auto slot = conn_->takeSendSlot();
+    if (!slot) return slot.error();
+    std::string bytes;
+    header.SerializeToString(&bytes);
+    auto length = verbs::encodeMessage({conn_->sendBuffer(*slot), params_.max_message},
+                                       rpc::FrameType::kReply, xid, bytes, {});
+    if (!length) return length.error();
+    return conn_->postSend(*slot, *length);
+  }
+
+  std::vector<std::byte>& local() { return local_; }
+
+ private:
+  Result<ibv_wc_status> transfer(const RemoteSegment& remote, uint32_t length, bool write) {
+    if (length > local_.size()) return makeError(EINVAL, "transfer larger than our buffer");
+    ibv_sge sge{reinterpret_cast<uint64_t>(local_.data()), length, local_mr_->lkey};
+    uint64_t wr_id = verbs::makeWrId(write ? verbs::WorkKind::kWrite : verbs::WorkKind::kRead, 0);
+    auto posted = write ? conn_->postWrite({&sge, 1}, remote, /*signaled=*/true, wr_id)
+                        : conn_->postRead({&sge, 1}, remote, wr_id);
+    if (!posted) return posted.error();
+    auto wc = completion([&](const ibv_wc& c) { return c.wr_id == wr_id; });
+    if (!wc) return wc.error();
+    return wc->status;
+  }
+
+  // Polls until a completion matching `wanted` arrives; others (receives
+  // flushed after an access error) are skipped.
+  template <typename Pred>
+  Result<ibv_wc> completion(Pred wanted) {
+    auto deadline = std::chrono::steady_clock::now() + kWait;
+    while (std::chrono::steady_clock::now() < deadline) {
+      ibv_wc wc{};
+      int got = conn_->poll({&wc, 1});
+      if (got < 0) return makeError(EIO, "ibv_poll_cq");
+      if (got == 0) {
+        std::this_thread::sleep_for(1ms);
+      } else if (wanted(wc)) {
+        return wc;
+      }
+    }
+    return makeError(ETIMEDOUT, "no completion");
+  }
+
+  // Declared parent first: destroyed QP, id, MR, PD, listener, channel.
+  verbs::EventChannel events_;
+  verbs::CmId listener_;
+  verbs::ProtectionDomain pd_;
+  std::vector<std::byte> local_;
+  verbs::MemoryRegion local_mr_;
+  verbs::CmId id_;
+  std::unique_ptr<verbs::RcConnection> conn_;
+  verbs::ConnectionParams params_;
+};
+
+RemoteSegment segmentOf(const rpc::pb::Segment& s) {
+  return {s.addr(), s.rkey(), s.length()};
+}
+
+class HostilePeer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (transportUnderTest() != "rdma")
+      GTEST_SKIP() << "needs ZCIO_TEST_TRANSPORT=rdma and an RDMA device";
+    auto listening = server_.listen();
+    ASSERT_TRUE(listening) << listening.error().toString();
+    // connect() waits for ESTABLISHED, which needs our accept: in parallel.
+    auto connecting = std::async(std::launch::async, [port = server_.port()] {
+      return verbs::VerbsClientTransport::connect(rdmaAddress(), port);
+    });
+    auto accepted = server_.acceptOne();
+    auto transport = connecting.get();
+    ASSERT_TRUE(accepted) << accepted.error().toString();
+    ASSERT_TRUE(transport) << transport.error().toString();
+    transport_ = std::move(*transport);
+  }
+
+  // Submits `call`; the future gets its result whenever it completes (a
+  // shared promise: the transport may outlive the test body).
+  std::future<Result<rpc::ReplyData>> submit(const rpc::CallPtr& call) {
+    auto done = std::make_shared<std::promise<Result<rpc::ReplyData>>>();
+    call->done = [done](Result<rpc::ReplyData> r) { done->set_value(std::move(r)); };
+    auto future = done->get_future();
+    transport_->submit(call);
+    return future;
+  }
+
+  // A direct READ of kBytes into buffer_ (canary-filled).
+  rpc::CallPtr directRead(std::chrono::milliseconds timeout = 10s) {
+    buffer_.assign(kBytes, std::byte{0x5A});
+    auto call = std::make_shared<rpc::Call>();
+    call->header.set_op(rpc::pb::OP_READ);
+    call->header.set_fh(1);
+    call->header.set_length(kBytes);
+    call->direct = true;
+    call->destination = {{buffer_.data(), buffer_.size()}};
+    call->timeout = timeout;
+    return call;
+  }
+
+  static bool allBytes(const std::vector<std::byte>& v, std::byte b) {
+    return std::all_of(v.begin(), v.end(), [b](std::byte x) { return x == b; });
+  }
+
+  HostileServer server_;
+  std::vector<std::byte> buffer_;  // the client's memory; outlives transport_
+  std::unique_ptr<verbs::VerbsClientTransport> transport_;
+};
+
+TEST_F(HostilePeer, ReadvBufferIsNotRemoteReadable) {
+  auto done = submit(directRead());
+  auto call = server_.nextCall();
+  ASSERT_TRUE(call) << call.error().toString();
+  ASSERT_EQ(call->header.write_chunks_size(), 1);
+  auto status = server_.readFrom(segmentOf(call->header.write_chunks(0)), kBytes);
+  ASSERT_TRUE(status) << status.error().toString();
+  std::cout << "RDMA READ from a readv buffer: " << ibv_wc_status_str(*status) << "\n";
+  EXPECT_NE(*status, IBV_WC_SUCCESS) << "a readv buffer was exposed REMOTE_READ";
+}
+
+TEST_F(HostilePeer, ReadvBufferIsRemoteWritableDuringTheCall) {
+  // The control: the same path succeeds where access is granted.
+  auto done = submit(directRead());
+  auto call = server_.nextCall();
+  ASSERT_TRUE(call) << call.error().toString();
+  ASSERT_EQ(call->header.write_chunks_size(), 1);
+  auto status = server_.writeTo(segmentOf(call->header.write_chunks(0)), kBytes);
+  ASSERT_TRUE(status) << status.error().toString();
+  std::cout << "RDMA WRITE into a readv buffer during the call: " << ibv_wc_status_str(*status)
+            << "\n";
+  ASSERT_EQ(*status, IBV_WC_SUCCESS);
+  rpc::pb::Reply reply;
+  reply.set_count(kBytes);
+  ASSERT_TRUE(server_.reply(call->xid, reply));
+  ASSERT_EQ(done.wait_for(kWait), std::future_status::ready);
+  auto result = done.get();
+  ASSERT_TRUE(result) << result.error().toString();
+  EXPECT_EQ(result->header.error(), 0);
+  EXPECT_EQ(result->payload_length, kBytes);
+  EXPECT_TRUE(allBytes(buffer_, std::byte{0xEE})) << "the RDMA WRITE's bytes did not land";
+}
+
+TEST_F(HostilePeer, WritevBufferIsNotRemoteWritable) {
+  // Over the inline threshold: exposed as read chunks, not copied.
+  buffer_.assign(kBytes, std::byte{0x11});
+  auto write = std::make_shared<rpc::Call>();
+  write->header.set_op(rpc::pb::OP_WRITE);
+  write->header.set_fh(1);
+  write->header.set_length(kBytes);
+  iovec iov{buffer_.data(), buffer_.size()};
+  write->payload = iobuf::IoBufVector::wrapUser({&iov, 1});
+  auto done = submit(write);
+  auto call = server_.nextCall();
+  ASSERT_TRUE(call) << call.error().toString();
+  ASSERT_EQ(call->header.read_chunks_size(), 1);
+  auto status = server_.writeTo(segmentOf(call->header.read_chunks(0)), kBytes);
+  ASSERT_TRUE(status) << status.error().toString();
+  std::cout << "RDMA WRITE into a writev buffer: " << ibv_wc_status_str(*status) << "\n";
+  EXPECT_NE(*status, IBV_WC_SUCCESS) << "a writev buffer was exposed REMOTE_WRITE";
+  EXPECT_TRUE(allBytes(buffer_, std::byte{0x11})) << "the hostile WRITE changed the client's data";
+}
+
+TEST_F(HostilePeer, RkeyIsDeadAfterTheCallCompleted) {
+  auto done = submit(directRead(300ms));
+  auto call = server_.nextCall();
+  ASSERT_TRUE(call) << call.error().toString();
+  ASSERT_EQ(call->header.write_chunks_size(), 1);
+  // Sit on the segment until the client has given up on the call.
+  ASSERT_EQ(done.wait_for(kWait), std::future_status::ready);
+  auto result = done.get();
+  ASSERT_FALSE(result);
+  ASSERT_EQ(result.error().code, ETIMEDOUT) << result.error().toString();
+  auto status = server_.writeTo(segmentOf(call->header.write_chunks(0)), kBytes);
+  ASSERT_TRUE(status) << status.error().toString();
+  std::cout << "RDMA WRITE after the call timed out: " << ibv_wc_status_str(*status) << "\n";
+  EXPECT_NE(*status, IBV_WC_SUCCESS) << "the rkey outlived its call";
+  EXPECT_TRUE(allBytes(buffer_, std::byte{0x5A})) << "bytes landed after the call completed";
+}
+
+}  // namespace
+}  // namespace zcio::test

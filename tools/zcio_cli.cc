@@ -14,10 +14,12 @@
 
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <random>
 
+#include "base/log.h"
 #include "fops/brick.h"
 #include "fops/url.h"
 #include "tcp/server.h"
@@ -203,6 +205,8 @@ int cmdDemo(int argc, char** argv) {
     return fail("bad --size/--block/--qd");
   }
 
+  // The in-process server's per-connection lines would interleave with the table.
+  if (std::getenv("ZCIO_LOG") == nullptr) log::setLevel(log::Level::kWarn);
   char dir_template[] = "/tmp/zcio-demo-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return fail("mkdtemp failed");
   std::string dir = dir_template;

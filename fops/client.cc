@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <future>
+#include <tuple>
 
 #include "base/log.h"
 #include "fops/url.h"
@@ -48,10 +50,64 @@ Result<T> waitFor(std::future<Result<T>>& future) {
 }  // namespace
 
 Client::Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options)
-    : transport_(std::move(transport)), options_(options) {}
+    : transport_(std::move(transport)), options_(options) {
+  if (options_.io_cache_bytes >= IoCache::kPageSize) {
+    cache_ = std::make_unique<IoCache>(options_.io_cache_bytes);
+  }
+  if (options_.write_behind) {
+    WriteBehindOptions wb;
+    wb.aggregate_bytes = std::max<uint64_t>(1, options_.write_behind_aggregate_bytes);
+    wb.window_bytes = options_.write_behind_window_bytes;
+    wb.delay = options_.write_behind_delay;
+    write_behind_ = std::make_unique<WriteBehind>(
+        wb, [this](uint64_t fh, std::shared_ptr<std::vector<uint8_t>> data, uint64_t offset,
+                   WriteBehind::Done done) {
+          // The staging buffer is already the copy; it is sent as it is (no
+          // second copy) and kept alive until the call completes.
+          iovec v{data->data(), data->size()};
+          uint64_t key = fileInfo(fh).cache_key;
+          sendWrite(
+              fh, {&v, 1}, offset, IoMode::kDirect,
+              [this, key, offset, n = data->size()] {
+                if (cache_) cache_->purge(key, offset, n);
+              },
+              [data, done = std::move(done)](Result<size_t> r) { done(std::move(r)); });
+        });
+  }
+}
 
 Client::~Client() {
+  // Unsent write-behind data is sent (best effort) before the connection goes.
+  if (write_behind_) write_behind_->drain(options_.timeout);
   if (transport_) transport_->shutdown();
+}
+
+Client::FileInfo Client::fileInfo(FileHandle fh) {
+  std::lock_guard lock(files_mutex_);
+  auto it = files_.find(fh);
+  if (it != files_.end()) return it->second;
+  return FileInfo{(1ull << 63) | fh, FileOptions{}};
+}
+
+void Client::observeAttr(const pb::Attr& attr) {
+  if (cache_) cache_->observeAttr(attr.ino(), attr.size(), attr.mtime_ns());
+}
+
+void Client::waitBarrier(FileHandle fh, uint64_t offset, uint64_t length) {
+  if (!write_behind_) return;
+  std::promise<void> promise;
+  auto future = promise.get_future();
+  if (write_behind_->barrier(fh, offset, length, [&promise] { promise.set_value(); })) return;
+  future.wait();
+}
+
+Result<void> Client::setFileOptions(FileHandle fh, FileOptions options) {
+  if (!options.write_behind) waitBarrier(fh, 0, 0);
+  std::lock_guard lock(files_mutex_);
+  auto it = files_.find(fh);
+  if (it == files_.end()) return makeError(EBADF, "setFileOptions: handle not opened here");
+  it->second.options = options;
+  return okResult();
 }
 
 Result<std::unique_ptr<Client>> Client::connect(const std::string& text, ClientOptions options) {
@@ -98,7 +154,15 @@ Result<FileHandle> Client::open(const std::string& path, int flags, mode_t mode)
   call->header.set_mode(mode);
   auto reply = roundTrip(call);
   if (!reply) return reply.error();
-  return FileHandle{reply->header.fh()};
+  FileHandle fh = reply->header.fh();
+  if (reply->header.has_attr()) observeAttr(reply->header.attr());
+  {
+    std::lock_guard lock(files_mutex_);
+    FileInfo info;
+    info.cache_key = reply->header.has_attr() ? reply->header.attr().ino() : (1ull << 63) | fh;
+    files_[fh] = info;
+  }
+  return fh;
 }
 
 Result<FileStat> Client::stat(const std::string& path) {
@@ -106,29 +170,50 @@ Result<FileStat> Client::stat(const std::string& path) {
   call->header.set_path(path);
   auto reply = roundTrip(call);
   if (!reply) return reply.error();
+  observeAttr(reply->header.attr());
   return toStat(reply->header.attr());
 }
 
 Result<FileStat> Client::fstat(FileHandle fh) {
+  if (write_behind_) {
+    if (auto e = write_behind_->error(fh)) return *e;
+  }
   auto call = makeCall(pb::OP_FSTAT, nullptr);
   call->header.set_fh(fh);
   auto reply = roundTrip(call);
   if (!reply) return reply.error();
+  observeAttr(reply->header.attr());
   return toStat(reply->header.attr());
 }
 
 Result<void> Client::fsync(FileHandle fh) {
+  // Write-behind data first; its error (if any) wins over the fsync's own.
+  waitBarrier(fh, 0, 0);
+  std::optional<Error> deferred;
+  if (write_behind_) deferred = write_behind_->takeError(fh);
   auto call = makeCall(pb::OP_FSYNC, nullptr);
   call->header.set_fh(fh);
   auto reply = roundTrip(call);
+  if (deferred) return *deferred;
   if (!reply) return reply.error();
   return okResult();
 }
 
 Result<void> Client::close(FileHandle fh) {
+  waitBarrier(fh, 0, 0);
+  std::optional<Error> deferred;
+  if (write_behind_) {
+    deferred = write_behind_->takeError(fh);
+    write_behind_->forget(fh);
+  }
   auto call = makeCall(pb::OP_CLOSE, nullptr);
   call->header.set_fh(fh);
   auto reply = roundTrip(call);
+  if (reply) {
+    std::lock_guard lock(files_mutex_);
+    files_.erase(fh);
+  }
+  if (deferred) return *deferred;
   if (!reply) return reply.error();
   return okResult();
 }
@@ -141,6 +226,47 @@ AsyncCall Client::preadvAsync(FileHandle fh, std::span<const iovec> iov, uint64_
                                std::to_string(maxIoSize())));
     return {};
   }
+  std::vector<iovec> dst(iov.begin(), iov.end());
+  if (write_behind_) {
+    if (auto e = write_behind_->error(fh)) {
+      done(*e);
+      return {};
+    }
+    // An overlapping read sends staged writes and waits for them. While it
+    // waits, the read cannot be cancelled (the AsyncCall is empty).
+    auto deferred = std::make_shared<std::pair<std::vector<iovec>, IoCallback>>(dst, done);
+    bool clear = write_behind_->barrier(fh, offset, length, [this, fh, offset, mode, deferred] {
+      sendRead(fh, std::move(deferred->first), offset, mode, std::move(deferred->second));
+    });
+    if (!clear) return {};
+  }
+  return sendRead(fh, std::move(dst), offset, mode, std::move(done));
+}
+
+AsyncCall Client::sendRead(FileHandle fh, std::vector<iovec> iov, uint64_t offset, IoMode mode,
+                           IoCallback done) {
+  uint64_t length = iobuf::iovLength(iov);
+  IoCache* cache = nullptr;
+  uint64_t key = 0;
+  uint64_t generation = 0;
+  if (cache_) {
+    FileInfo info = fileInfo(fh);
+    key = info.cache_key;
+    if (mode == IoMode::kDirect) {
+      // Bypass, and purge what it overlaps: later regular reads see the
+      // server's bytes.
+      cache_->purge(key, offset, length);
+    } else if (info.options.io_cache && length > 0) {
+      if (cache_->lookup(key, iov, offset)) {
+        bytes_copied_.fetch_add(length, std::memory_order_relaxed);
+        bytes_read_.fetch_add(length, std::memory_order_relaxed);
+        done(static_cast<size_t>(length));
+        return {};
+      }
+      cache = cache_.get();
+      generation = cache_->generation(key);
+    }
+  }
   auto call = makeCall(pb::OP_READ, nullptr);
   call->header.set_fh(fh);
   call->header.set_offset(offset);
@@ -148,9 +274,10 @@ AsyncCall Client::preadvAsync(FileHandle fh, std::span<const iovec> iov, uint64_
   call->reply_capacity = length;
   call->direct = mode == IoMode::kDirect;
   // Regular reads keep the iov too: it is where the one copy goes.
-  call->destination.assign(iov.begin(), iov.end());
+  call->destination = std::move(iov);
   rpc::Call* raw = call.get();
-  call->done = [this, raw, done = std::move(done)](Result<rpc::ReplyData> reply) {
+  call->done = [this, raw, cache, key, generation, offset,
+                done = std::move(done)](Result<rpc::ReplyData> reply) {
     if (!reply) return done(reply.error());
     if (auto status = replyStatus(*reply); !status) return done(status.error());
     if (reply->header.count() != reply->payload_length) {
@@ -160,6 +287,10 @@ AsyncCall Client::preadvAsync(FileHandle fh, std::span<const iovec> iov, uint64_
     if (!raw->direct) {
       size_t copied = reply->payload.copyTo(raw->destination);
       bytes_copied_.fetch_add(copied, std::memory_order_relaxed);
+      if (cache != nullptr) {
+        uint64_t filled = cache->fill(key, generation, raw->destination, offset, n);
+        bytes_copied_.fetch_add(filled, std::memory_order_relaxed);
+      }
     }
     bytes_read_.fetch_add(n, std::memory_order_relaxed);
     done(static_cast<size_t>(n));
@@ -177,6 +308,46 @@ AsyncCall Client::pwritevAsync(FileHandle fh, std::span<const iovec> iov, uint64
                                std::to_string(maxIoSize())));
     return {};
   }
+  FileInfo info;
+  if (cache_ || write_behind_) info = fileInfo(fh);
+  std::function<void()> purge;
+  if (cache_) {
+    // Purged when sent and again when done: a regular read answered in
+    // between cannot leave pages older than this write behind.
+    cache_->purge(info.cache_key, offset, length);
+    purge = [this, key = info.cache_key, offset, length] { cache_->purge(key, offset, length); };
+  }
+  if (write_behind_) {
+    if (auto e = write_behind_->error(fh)) {
+      done(*e);
+      return {};
+    }
+    if (mode == IoMode::kRegular && info.options.write_behind) {
+      size_t n = write_behind_->write(fh, iov, offset);
+      bytes_copied_.fetch_add(n, std::memory_order_relaxed);
+      done(n);
+      return {};
+    }
+    if (mode == IoMode::kDirect) {
+      // The barrier: earlier overlapping write-behind writes land first.
+      // The caller's iov stays valid until `done` (a direct write's rule),
+      // so it is kept by reference while waiting, never copied.
+      auto deferred =
+          std::make_shared<std::tuple<std::vector<iovec>, std::function<void()>, IoCallback>>(
+              std::vector<iovec>(iov.begin(), iov.end()), purge, done);
+      bool clear = write_behind_->barrier(fh, offset, length, [this, fh, offset, deferred] {
+        auto& [v, p, d] = *deferred;
+        sendWrite(fh, v, offset, IoMode::kDirect, std::move(p), std::move(d));
+      });
+      if (!clear) return {};
+    }
+  }
+  return sendWrite(fh, iov, offset, mode, std::move(purge), std::move(done));
+}
+
+AsyncCall Client::sendWrite(FileHandle fh, std::span<const iovec> iov, uint64_t offset, IoMode mode,
+                            std::function<void()> on_complete, IoCallback done) {
+  uint64_t length = iobuf::iovLength(iov);
   auto call = makeCall(pb::OP_WRITE, nullptr);
   call->header.set_fh(fh);
   call->header.set_offset(offset);
@@ -195,7 +366,9 @@ AsyncCall Client::pwritevAsync(FileHandle fh, std::span<const iovec> iov, uint64
     bytes_copied_.fetch_add(source.copyTo(dst), std::memory_order_relaxed);
     call->payload = std::move(*buffers);
   }
-  call->done = [this, done = std::move(done)](Result<rpc::ReplyData> reply) {
+  call->done = [this, on_complete = std::move(on_complete),
+                done = std::move(done)](Result<rpc::ReplyData> reply) {
+    if (on_complete) on_complete();
     if (!reply) return done(reply.error());
     if (auto status = replyStatus(*reply); !status) return done(status.error());
     bytes_written_.fetch_add(reply->header.count(), std::memory_order_relaxed);
@@ -231,6 +404,7 @@ Result<size_t> Client::preadvDirect(FileHandle fh, std::span<const iovec> iov, u
 }
 
 Result<size_t> Client::pwritev(FileHandle fh, std::span<const iovec> iov, uint64_t offset) {
+  if (write_behind_) write_behind_->throttle();
   return runSync(
       [&](IoCallback cb) { pwritevAsync(fh, iov, offset, IoMode::kRegular, std::move(cb)); });
 }
@@ -254,6 +428,15 @@ ClientStats Client::stats() const {
   s.protocol_errors = t.protocol_errors.load();
   s.registrations = t.registrations.load();
   s.registration_hits = t.registration_hits.load();
+  if (cache_) {
+    s.io_cache_hits = cache_->hits();
+    s.io_cache_misses = cache_->misses();
+    s.io_cache_purges = cache_->purges();
+  }
+  if (write_behind_) {
+    s.writes_collapsed = write_behind_->collapsed();
+    s.write_behind_flushes = write_behind_->flushes();
+  }
   return s;
 }
 

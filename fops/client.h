@@ -21,6 +21,27 @@
 // A short read (EOF) is a result, not an error. One call moves at most
 // maxIoSize() bytes (64 MiB); larger requests fail with EINVAL.
 //
+// Caching layers (both OFF by default; see ClientOptions and FileOptions):
+//  - io-cache (io_cache_bytes > 0): regular reads fill and are served from a
+//    page-granular (4 KiB) LRU cache of that many bytes. A direct read
+//    bypasses it and purges the pages it overlaps (it still copies 0 bytes);
+//    any write purges the pages it overlaps; an open/stat/fstat reply whose
+//    size or mtime differs from the last one seen drops the file's pages.
+//    Other clients' writes are seen after such a reply, or by a direct read.
+//  - write-behind (write_behind = true): a regular write is copied into a
+//    staging buffer and acknowledged at once; adjacent or overlapping small
+//    writes are collapsed into one call (stats().writes_collapsed). Staged
+//    data is sent on fsync, close, a size cap, a time cap, and before an
+//    overlapping read (regular or direct). A direct write is synchronous: it
+//    waits for every earlier overlapping write-behind write (a barrier), is
+//    never collapsed and its iov is not retained after it completes. The
+//    first error of a write-behind write is returned by every later
+//    operation on that file until fsync or close returns (and clears) it.
+//    Other clients see write-behind data after fsync or close. An async call
+//    that has to wait on such a barrier returns an empty AsyncCall (it cannot
+//    be cancelled while it waits). Staged data of a client being destroyed
+//    is sent (best effort) before its connection closes.
+//
 // Thread-safety: all methods are thread-safe. Sync methods block the calling
 // thread; async callbacks run on the connection's thread and must not block
 // or call sync methods of the same client.
@@ -33,10 +54,15 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "base/result.h"
+#include "fops/io_cache.h"
+#include "fops/write_behind.h"
 #include "iobuf/buffer_pool.h"
 #include "rpc/transport.h"
 #include "verbs/client_transport.h"
@@ -56,6 +82,20 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{60000};  // per call
   uint32_t max_in_flight = 1024;             // request-table slots (TCP)
   verbs::VerbsClientOptions rdma;            // rdma:// and auto://
+  // io-cache: byte cap of the client read cache; 0 (default) disables it.
+  uint64_t io_cache_bytes = 0;
+  // write-behind: off by default.
+  bool write_behind = false;
+  uint64_t write_behind_aggregate_bytes = 128 * 1024;    // largest collapsed write
+  uint64_t write_behind_window_bytes = 4 * 1024 * 1024;  // outstanding before sync writers wait
+  std::chrono::milliseconds write_behind_delay{10};      // staged data waits at most this
+};
+
+// Per-file switches (setFileOptions): a layer is used for a file when it is
+// on for the client and not switched off here. Default: both allowed.
+struct FileOptions {
+  bool io_cache = true;
+  bool write_behind = true;
 };
 
 // A snapshot of the client's counters.
@@ -69,8 +109,13 @@ struct ClientStats {
   uint64_t timeouts = 0;
   uint64_t cancels = 0;
   uint64_t protocol_errors = 0;
-  uint64_t registrations = 0;      // RDMA: user memory registered for one call
-  uint64_t registration_hits = 0;  // RDMA: calls served by pre-registered memory
+  uint64_t registrations = 0;         // RDMA: user memory registered for one call
+  uint64_t registration_hits = 0;     // RDMA: calls served by pre-registered memory
+  uint64_t io_cache_hits = 0;         // regular reads served wholly from the io-cache
+  uint64_t io_cache_misses = 0;       // regular reads that went to the server
+  uint64_t io_cache_purges = 0;       // cached pages dropped by writes, direct reads, attr changes
+  uint64_t writes_collapsed = 0;      // regular writes merged into a staged write-behind write
+  uint64_t write_behind_flushes = 0;  // write calls sent by write-behind
 };
 
 enum class IoMode { kRegular, kDirect };
@@ -104,6 +149,9 @@ class Client {
   Result<FileStat> fstat(FileHandle fh);
   Result<void> fsync(FileHandle fh);
   Result<void> close(FileHandle fh);
+  // Switches the caching layers off (or back on) for one open file; turning
+  // write-behind off first sends and waits for the file's staged writes.
+  Result<void> setFileOptions(FileHandle fh, FileOptions options);
 
   Result<size_t> preadv(FileHandle fh, std::span<const iovec> iov, uint64_t offset);
   Result<size_t> preadvDirect(FileHandle fh, std::span<const iovec> iov, uint64_t offset);
@@ -135,6 +183,28 @@ class Client {
   using HeaderCallback = std::function<void(Result<rpc::ReplyData>)>;
   rpc::CallPtr makeCall(rpc::pb::Op op, HeaderCallback done);
   Result<rpc::ReplyData> roundTrip(rpc::CallPtr call);
+
+  struct FileInfo {
+    uint64_t cache_key = 0;  // the inode, or a key derived from the handle
+    FileOptions options;
+  };
+  FileInfo fileInfo(FileHandle fh);
+  void observeAttr(const rpc::pb::Attr& attr);
+  // Waits (blocking) for write-behind writes of fh overlapping the range
+  // (length 0: all).
+  void waitBarrier(FileHandle fh, uint64_t offset, uint64_t length);
+  // The raw calls, below the caching layers.
+  AsyncCall sendRead(FileHandle fh, std::vector<iovec> iov, uint64_t offset, IoMode mode,
+                     IoCallback done);
+  AsyncCall sendWrite(FileHandle fh, std::span<const iovec> iov, uint64_t offset, IoMode mode,
+                      std::function<void()> on_complete, IoCallback done);
+
+  // The caching layers (null when off). Declared before transport_ so they
+  // outlive the transport's last callbacks.
+  std::unique_ptr<IoCache> cache_;
+  std::unique_ptr<WriteBehind> write_behind_;
+  std::mutex files_mutex_;
+  std::unordered_map<FileHandle, FileInfo> files_;
 
   std::unique_ptr<rpc::Transport> transport_;
   ClientOptions options_;

@@ -1,5 +1,6 @@
 // The C API: thin wrappers that turn Result<T> into -1/errno.
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <new>
 
@@ -49,6 +50,37 @@ zcio_client_t* zcio_connect(const char* url) {
   auto client = zcio::fops::Client::connect(url);
   if (failed(client)) return nullptr;
   return new (std::nothrow) zcio_client{std::move(*client)};
+}
+
+void zcio_options_init(struct zcio_options* options) {
+  if (options == nullptr) return;
+  zcio::fops::ClientOptions d;
+  *options = zcio_options{static_cast<uint32_t>(d.timeout.count()),
+                          d.io_cache_bytes,
+                          d.write_behind ? 1 : 0,
+                          d.write_behind_aggregate_bytes,
+                          d.write_behind_window_bytes,
+                          static_cast<uint32_t>(d.write_behind_delay.count())};
+}
+
+zcio_client_t* zcio_connect_with(const char* url, const struct zcio_options* options) {
+  if (badArgs(url == nullptr || options == nullptr || options->timeout_ms == 0)) return nullptr;
+  zcio::fops::ClientOptions o;
+  o.timeout = std::chrono::milliseconds(options->timeout_ms);
+  o.io_cache_bytes = options->io_cache_bytes;
+  o.write_behind = options->write_behind != 0;
+  o.write_behind_aggregate_bytes = options->write_behind_aggregate_bytes;
+  o.write_behind_window_bytes = options->write_behind_window_bytes;
+  o.write_behind_delay = std::chrono::milliseconds(options->write_behind_delay_ms);
+  auto client = zcio::fops::Client::connect(url, o);
+  if (failed(client)) return nullptr;
+  return new (std::nothrow) zcio_client{std::move(*client)};
+}
+
+int zcio_set_file_options(zcio_fd_t* fd, int io_cache, int write_behind) {
+  if (badArgs(fd == nullptr)) return -1;
+  zcio::fops::FileOptions o{io_cache != 0, write_behind != 0};
+  return failed(fd->owner->client->setFileOptions(fd->fh, o)) ? -1 : 0;
 }
 
 int zcio_disconnect(zcio_client_t* client) {
@@ -112,8 +144,19 @@ ssize_t zcio_pwritev_direct(zcio_fd_t* fd, const struct iovec* iov, int iovcnt, 
 int zcio_get_stats(zcio_client_t* client, struct zcio_stats* out) {
   if (badArgs(client == nullptr || out == nullptr)) return -1;
   auto s = client->client->stats();
-  *out = zcio_stats{s.requests,     s.bytes_read, s.bytes_written, s.bytes_copied,
-                    s.late_replies, s.timeouts,   s.cancels,       s.protocol_errors};
+  *out = zcio_stats{s.requests,
+                    s.bytes_read,
+                    s.bytes_written,
+                    s.bytes_copied,
+                    s.late_replies,
+                    s.timeouts,
+                    s.cancels,
+                    s.protocol_errors,
+                    s.io_cache_hits,
+                    s.io_cache_misses,
+                    s.io_cache_purges,
+                    s.writes_collapsed,
+                    s.write_behind_flushes};
   return 0;
 }
 

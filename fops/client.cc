@@ -97,7 +97,8 @@ void Client::waitBarrier(FileHandle fh, uint64_t offset, uint64_t length) {
   if (!write_behind_) return;
   std::promise<void> promise;
   auto future = promise.get_future();
-  if (write_behind_->barrier(fh, offset, length, [&promise] { promise.set_value(); })) return;
+  uint64_t key = fileInfo(fh).cache_key;
+  if (write_behind_->barrier(key, offset, length, [&promise] { promise.set_value(); })) return;
   future.wait();
 }
 
@@ -204,7 +205,7 @@ Result<void> Client::close(FileHandle fh) {
   std::optional<Error> deferred;
   if (write_behind_) {
     deferred = write_behind_->takeError(fh);
-    write_behind_->forget(fh);
+    write_behind_->forget(fileInfo(fh).cache_key);
   }
   auto call = makeCall(pb::OP_CLOSE, nullptr);
   call->header.set_fh(fh);
@@ -235,7 +236,8 @@ AsyncCall Client::preadvAsync(FileHandle fh, std::span<const iovec> iov, uint64_
     // An overlapping read sends staged writes and waits for them. While it
     // waits, the read cannot be cancelled (the AsyncCall is empty).
     auto deferred = std::make_shared<std::pair<std::vector<iovec>, IoCallback>>(dst, done);
-    bool clear = write_behind_->barrier(fh, offset, length, [this, fh, offset, mode, deferred] {
+    uint64_t key = fileInfo(fh).cache_key;
+    bool clear = write_behind_->barrier(key, offset, length, [this, fh, offset, mode, deferred] {
       sendRead(fh, std::move(deferred->first), offset, mode, std::move(deferred->second));
     });
     if (!clear) return {};
@@ -323,9 +325,10 @@ AsyncCall Client::pwritevAsync(FileHandle fh, std::span<const iovec> iov, uint64
       return {};
     }
     if (mode == IoMode::kRegular && info.options.write_behind) {
-      size_t n = write_behind_->write(fh, iov, offset);
+      size_t n = write_behind_->write(info.cache_key, fh, iov, offset);
       bytes_copied_.fetch_add(n, std::memory_order_relaxed);
-      done(n);
+      // Acknowledged early, but not beyond the window (back-pressure).
+      write_behind_->acknowledge([done = std::move(done), n] { done(n); });
       return {};
     }
     if (mode == IoMode::kDirect) {
@@ -335,10 +338,11 @@ AsyncCall Client::pwritevAsync(FileHandle fh, std::span<const iovec> iov, uint64
       auto deferred =
           std::make_shared<std::tuple<std::vector<iovec>, std::function<void()>, IoCallback>>(
               std::vector<iovec>(iov.begin(), iov.end()), purge, done);
-      bool clear = write_behind_->barrier(fh, offset, length, [this, fh, offset, deferred] {
-        auto& [v, p, d] = *deferred;
-        sendWrite(fh, v, offset, IoMode::kDirect, std::move(p), std::move(d));
-      });
+      bool clear =
+          write_behind_->barrier(info.cache_key, offset, length, [this, fh, offset, deferred] {
+            auto& [v, p, d] = *deferred;
+            sendWrite(fh, v, offset, IoMode::kDirect, std::move(p), std::move(d));
+          });
       if (!clear) return {};
     }
   }

@@ -34,10 +34,16 @@
 //    data is sent on fsync, close, a size cap, a time cap, and before an
 //    overlapping read (regular or direct). A direct write is synchronous: it
 //    waits for every earlier overlapping write-behind write (a barrier), is
-//    never collapsed and its iov is not retained after it completes. The
-//    first error of a write-behind write is returned by every later
-//    operation on that file until fsync or close returns (and clears) it.
-//    Other clients see write-behind data after fsync or close. An async call
+//    never collapsed and its iov is not retained after it completes. These
+//    rules hold across all handles of a file on this client (keyed by inode):
+//    a read through one handle waits for staged writes made through another.
+//    The first error of a write-behind write is returned by every later
+//    operation on the handle that wrote until fsync or close returns (and
+//    clears) it. Async writers are acknowledged early only while the client
+//    holds at most write_behind_window_bytes unsent or in flight; past that
+//    their acknowledgements wait for completions (back-pressure; sync
+//    writers block). Other clients see write-behind data after fsync or
+//    close. An async call
 //    that has to wait on such a barrier returns an empty AsyncCall (it cannot
 //    be cancelled while it waits). Staged data of a client being destroyed
 //    is sent (best effort) before its connection closes.
@@ -87,7 +93,7 @@ struct ClientOptions {
   // write-behind: off by default.
   bool write_behind = false;
   uint64_t write_behind_aggregate_bytes = 128 * 1024;    // largest collapsed write
-  uint64_t write_behind_window_bytes = 4 * 1024 * 1024;  // outstanding before sync writers wait
+  uint64_t write_behind_window_bytes = 4 * 1024 * 1024;  // outstanding before writers are held
   std::chrono::milliseconds write_behind_delay{10};      // staged data waits at most this
 };
 

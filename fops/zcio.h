@@ -29,10 +29,36 @@ struct zcio_stats {
   uint64_t timeouts;
   uint64_t cancels;
   uint64_t protocol_errors;
+  uint64_t io_cache_hits;        /* regular reads served wholly from the io-cache */
+  uint64_t io_cache_misses;      /* regular reads that went to the server */
+  uint64_t io_cache_purges;      /* cached pages dropped */
+  uint64_t writes_collapsed;     /* regular writes merged by write-behind */
+  uint64_t write_behind_flushes; /* write calls sent by write-behind */
 };
 
-/* url: "tcp://host:port". */
+/* url: "tcp://host:port", "rdma://host:port" or "auto://host:port" (RDMA
+ * when a device and route exist, else TCP). Caching layers off. */
 zcio_client_t* zcio_connect(const char* url);
+
+/* Client options. Fill with zcio_options_init (the defaults below), change
+ * fields, pass to zcio_connect_with. Like GlusterFS's performance.io-cache
+ * and performance.write-behind volume options, both layers are per client,
+ * and can be switched off per open file with zcio_set_file_options. */
+struct zcio_options {
+  uint32_t timeout_ms;                   /* per call; default 60000 */
+  uint64_t io_cache_bytes;               /* read cache cap; 0 (default) = off */
+  int write_behind;                      /* 0 (default) = off */
+  uint64_t write_behind_aggregate_bytes; /* largest collapsed write; 128 KiB */
+  uint64_t write_behind_window_bytes;    /* outstanding before writers wait; 4 MiB */
+  uint32_t write_behind_delay_ms;        /* staged data waits at most this; 10 */
+};
+void zcio_options_init(struct zcio_options* options);
+zcio_client_t* zcio_connect_with(const char* url, const struct zcio_options* options);
+
+/* Per-file switches: 1 = use the layer for this file when the client has it
+ * on (the default for every open file), 0 = bypass it. Switching
+ * write-behind off sends the file's staged writes and waits for them. */
+int zcio_set_file_options(zcio_fd_t* fd, int io_cache, int write_behind);
 int zcio_disconnect(zcio_client_t* client);
 
 /* flags: O_RDONLY/O_WRONLY/O_RDWR | O_CREAT | O_TRUNC | O_EXCL. */

@@ -170,6 +170,96 @@ TEST_F(CApi, ErrorsReturnMinusOneOrNullWithErrno) {
   stopServerCleanly();
 }
 
+TEST_F(CApi, CachingLayersSwitchOnPerClientAndOffPerFile) {
+  std::mt19937_64 rng(testSeed(0xca910004));
+  struct zcio_options o {};
+  zcio_options_init(&o);
+  EXPECT_EQ(o.io_cache_bytes, 0u) << "the io-cache is off by default";
+  EXPECT_EQ(o.write_behind, 0) << "write-behind is off by default";
+  EXPECT_EQ(o.timeout_ms, 60000u);
+  o.io_cache_bytes = 1 << 20;
+  o.write_behind = 1;
+  o.write_behind_delay_ms = 60000;  // only fsync/close/caps send staged data
+  o.timeout_ms = 0;
+  errno = 0;
+  EXPECT_EQ(zcio_connect_with(server_->url().c_str(), &o), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  o.timeout_ms = 30000;
+  zcio_client_t* c = zcio_connect_with(server_->url().c_str(), &o);
+  ASSERT_NE(c, nullptr) << "zcio_connect_with: " << std::strerror(errno);
+
+  std::string model = test::writeRandomFile(dir_->file("layers.bin"), 64 * 1024, rng());
+  zcio_fd_t* fd = zcio_open(c, "layers.bin", O_RDWR, 0);
+  ASSERT_NE(fd, nullptr) << std::strerror(errno);
+  auto stats = [&] {
+    struct zcio_stats s {};
+    EXPECT_EQ(zcio_get_stats(c, &s), 0);
+    return s;
+  };
+  std::string buf(4096, '\0');
+  iovec r{buf.data(), buf.size()};
+  auto readAt = [&](off_t off) {
+    EXPECT_EQ(zcio_preadv(fd, &r, 1, off), 4096) << std::strerror(errno);
+    EXPECT_EQ(buf, model.substr(off, 4096));
+  };
+
+  // Both layers on: the second read of a page hits; small adjacent writes
+  // are collapsed and reach the file only at fsync.
+  readAt(8192);
+  auto s0 = stats();
+  readAt(8192);
+  auto s1 = stats();
+  EXPECT_EQ(s1.io_cache_hits - s0.io_cache_hits, 1u);
+  EXPECT_EQ(s1.requests, s0.requests) << "a cache hit went to the server";
+  for (int i = 0; i < 10; ++i) {
+    std::string piece = randomBytes(100, rng);
+    iovec w{piece.data(), piece.size()};
+    ASSERT_EQ(zcio_pwritev(fd, &w, 1, 100 * i), 100) << std::strerror(errno);
+    model.replace(100 * i, 100, piece);
+  }
+  auto s2 = stats();
+  EXPECT_EQ(s2.writes_collapsed - s1.writes_collapsed, 9u);
+  EXPECT_NE(test::readLocalFile(dir_->file("layers.bin")), model) << "write-behind was not used";
+  ASSERT_EQ(zcio_fsync(fd), 0) << std::strerror(errno);
+  EXPECT_EQ(test::readLocalFile(dir_->file("layers.bin")), model);
+  EXPECT_EQ(stats().write_behind_flushes - s2.write_behind_flushes, 1u);
+
+  // Both off for this file: every read goes to the server, every write is
+  // on the server when it returns.
+  ASSERT_EQ(zcio_set_file_options(fd, 0, 0), 0) << std::strerror(errno);
+  readAt(8192);
+  auto s3 = stats();
+  readAt(8192);
+  auto s4 = stats();
+  EXPECT_EQ(s4.io_cache_hits, s3.io_cache_hits) << "the io-cache was not switched off";
+  EXPECT_EQ(s4.requests - s3.requests, 1u);
+  std::string piece = randomBytes(100, rng);
+  iovec w{piece.data(), piece.size()};
+  ASSERT_EQ(zcio_pwritev(fd, &w, 1, 5000), 100) << std::strerror(errno);
+  model.replace(5000, 100, piece);
+  EXPECT_EQ(test::readLocalFile(dir_->file("layers.bin")), model)
+      << "write-behind was not switched off";
+  EXPECT_EQ(stats().writes_collapsed, s4.writes_collapsed);
+  EXPECT_EQ(zcio_set_file_options(nullptr, 1, 1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  ASSERT_EQ(zcio_close(fd), 0) << std::strerror(errno);
+  ASSERT_EQ(zcio_disconnect(c), 0);
+
+  // zcio_connect: both layers off.
+  c = zcio_connect(server_->url().c_str());
+  ASSERT_NE(c, nullptr);
+  fd = zcio_open(c, "layers.bin", O_RDWR, 0);
+  ASSERT_NE(fd, nullptr);
+  piece = randomBytes(100, rng);
+  w = iovec{piece.data(), piece.size()};
+  ASSERT_EQ(zcio_pwritev(fd, &w, 1, 0), 100);
+  model.replace(0, 100, piece);
+  EXPECT_EQ(test::readLocalFile(dir_->file("layers.bin")), model);
+  ASSERT_EQ(zcio_close(fd), 0);
+  ASSERT_EQ(zcio_disconnect(c), 0);
+  stopServerCleanly();
+}
+
 TEST_F(CApi, ConnectToAClosedPortFailsWithEconnrefused) {
   // A bound but not listening socket: its port refuses connections, and no
   // other process can take it while we hold it.

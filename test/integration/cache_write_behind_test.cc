@@ -3,7 +3,7 @@
 // overlapping write-behind writes and lands after them, and its buffer is not
 // retained; an overlapping read sends staged data first; staged data is sent
 // after the time cap; a failed write-behind write is reported on the next
-// operation and on fsync/close.
+// operation and on fsync/close; async writers are held at the window.
 #include <fcntl.h>
 
 #include <cstring>
@@ -206,6 +206,49 @@ TEST_F(CacheWriteBehind, AFailedWriteBehindWriteSurfacesOnFsyncAndOnClose) {
     EXPECT_TRUE(b->preadv(*fh, {&r, 1}, 0));
     ASSERT_TRUE(b->close(*fh));
   }
+  stopServerCleanly();
+}
+
+TEST_F(CacheWriteBehind, AsyncWritersAreHeldAtTheWindowUntilTheServerCatchesUp) {
+  std::mt19937_64 rng(testSeed(0xcb0e0007));
+  constexpr uint64_t kBlock = 64 * KiB;
+  constexpr uint64_t kWindow = 256 * KiB;
+  constexpr size_t kWrites = 32;  // 2 MiB: eight windows
+  fops::ClientOptions options;
+  options.write_behind = true;
+  options.write_behind_aggregate_bytes = kBlock;  // each write is sent at once
+  options.write_behind_window_bytes = kWindow;
+  options.write_behind_delay = std::chrono::milliseconds(60000);
+  auto a = connect(options);
+  ASSERT_TRUE(a);
+  auto fh = a->open("f", O_RDWR | O_CREAT);
+  ASSERT_TRUE(fh);
+  std::string expected = randomBytes(kWrites * kBlock, rng);
+
+  // With the server stopped nothing completes: only a window's worth of
+  // async writes may be acknowledged; the rest are held, not buffered
+  // without bound.
+  ASSERT_TRUE(pauseProcess(server_->pid()));
+  Latch latch(kWrites);
+  for (size_t i = 0; i < kWrites; ++i) {
+    std::string chunk = expected.substr(i * kBlock, kBlock);  // freed on return: copied
+    iovec v{chunk.data(), chunk.size()};
+    a->pwritevAsync(*fh, {&v, 1}, i * kBlock, fops::IoMode::kRegular, latch.callback(i));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  size_t acked = latch.completed();
+  ASSERT_TRUE(resumeProcess(server_->pid()));
+  EXPECT_GE(acked, 1u) << "writes inside the window are acknowledged early";
+  EXPECT_LE(acked, kWindow / kBlock) << "async writes were acknowledged past the window";
+
+  ASSERT_TRUE(latch.wait(std::chrono::seconds(120))) << "held acks never came";
+  for (size_t i = 0; i < kWrites; ++i) {
+    ASSERT_TRUE(latch.result(i)) << i << ": " << latch.result(i).error().toString();
+    EXPECT_EQ(*latch.result(i), kBlock);
+  }
+  ASSERT_TRUE(a->fsync(*fh));
+  EXPECT_EQ(test::readLocalFile(dir_->file("f")), expected);
+  ASSERT_TRUE(a->close(*fh));
   stopServerCleanly();
 }
 

@@ -38,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -568,6 +569,9 @@ int runPingpong(const Args& args) {
           std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
   }
 
+  const double meanUs =
+      static_cast<double>(std::accumulate(latNs.begin(), latNs.end(), uint64_t{0})) /
+      static_cast<double>(latNs.size()) / 1000.0;
   std::sort(latNs.begin(), latNs.end());
   const double minUs = percentileUs(latNs, 0.0);
   const double medUs = percentileUs(latNs, 0.5);
@@ -581,8 +585,8 @@ int runPingpong(const Args& args) {
   if (json)
     std::printf(
         "{\"tool\":\"raw\",\"block\":%llu,\"lat_us_min\":%.2f,\"lat_us_median\":%.2f,"
-        "\"lat_us_p99\":%.2f,\"lat_us_max\":%.2f}\n",
-        static_cast<unsigned long long>(block), minUs, medUs, p99Us, maxUs);
+        "\"lat_us_p99\":%.2f,\"lat_us_max\":%.2f,\"lat_us_mean\":%.2f}\n",
+        static_cast<unsigned long long>(block), minUs, medUs, p99Us, maxUs, meanUs);
   std::fflush(stdout);
   return 0;
 }

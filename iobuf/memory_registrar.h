@@ -18,6 +18,9 @@ enum Access : uint32_t {
   kLocalWrite = 1u << 0,
   kRemoteWrite = 1u << 1,
   kRemoteRead = 1u << 2,
+  // May carry memory windows (verbs): the peer then gets a window's rkey,
+  // never the registration's own.
+  kMwBind = 1u << 3,
 };
 
 class MemoryRegistrar {

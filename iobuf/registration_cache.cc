@@ -74,6 +74,7 @@ RegistrationRef& RegistrationRef::operator=(RegistrationRef&& other) noexcept {
     length_ = other.length_;
     access_ = other.access_;
     cached_ = other.cached_;
+    hit_ = other.hit_;
   }
   return *this;
 }
@@ -181,6 +182,7 @@ Result<RegistrationRef> RegistrationCache::acquire(const void* addr, size_t leng
       ++stats_.hits;
       hit->used = true;
       ref = makeRefLocked(hit);
+      ref.hit_ = true;
     } else {
       ++stats_.misses;
     }

@@ -157,6 +157,8 @@ class RegistrationRef {
   uint32_t access() const { return access_; }
   // False for a registration made for this request only (see header comment).
   bool cached() const { return cached_; }
+  // True when acquire() found an existing entry (nothing was registered).
+  bool hit() const { return hit_; }
 
  private:
   friend class RegistrationCache;
@@ -167,6 +169,7 @@ class RegistrationRef {
   size_t length_ = 0;
   uint32_t access_ = 0;
   bool cached_ = false;
+  bool hit_ = false;
 };
 
 class RegistrationCache {

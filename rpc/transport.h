@@ -24,8 +24,15 @@ struct TransportCounters {
   std::atomic<uint64_t> timeouts{0};
   std::atomic<uint64_t> cancels{0};
   std::atomic<uint64_t> protocol_errors{0};
-  std::atomic<uint64_t> registrations{0};      // memory registered for one call (RDMA)
-  std::atomic<uint64_t> registration_hits{0};  // calls served by pre-registered memory
+  // RDMA: a segment of user memory that needed a new registration, or one
+  // that reused a cached or pre-registered one.
+  std::atomic<uint64_t> registrations{0};
+  std::atomic<uint64_t> registration_hits{0};
+  // RDMA memory windows: bound per segment, then invalidated by the peer
+  // (SEND with invalidate) or locally before the call completes.
+  std::atomic<uint64_t> window_binds{0};
+  std::atomic<uint64_t> window_remote_invalidations{0};
+  std::atomic<uint64_t> window_local_invalidations{0};
 };
 
 class Transport {

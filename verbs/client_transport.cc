@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/log.h"
@@ -66,9 +67,15 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   pd_.reset(ibv_alloc_pd(id_->verbs));
   if (!pd_) return makeError(errno, "ibv_alloc_pd");
   registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());
-  iobuf::RegistrationCache::Options cache_options;
-  cache_options.monitor_unmaps = false;  // only explicit pins are cached (see header)
-  cache_ = std::make_unique<iobuf::RegistrationCache>(*registrar_, cache_options);
+  std::string windows_off;  // why user memory is registered per call, if it is
+  ConnectionParams announced = options_.params;
+  if (!options_.memory_windows) {
+    windows_off = "memory windows disabled by the client's options";
+  } else if (auto mw = supportsType2Windows(id_->verbs); !mw) {
+    windows_off = mw.error().what;
+  }
+  // Remote invalidation is only asked for where windows can be bound.
+  if (!windows_off.empty()) announced.features &= ~ConnectionParams::kFeatureRemoteInvalidate;
   pool_ = iobuf::BufferPool::create();
   // Pool buffers are library memory registered once: regular reads land in
   // them (REMOTE_WRITE) and staged writes leave from them (REMOTE_READ).
@@ -76,14 +83,20 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   ZCIO_RETURN_IF_ERROR(pool_->registerSlabs(
       *registrar_, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead));
 
-  // Receives are posted before connecting, sized for what we announce.
-  auto conn = RcConnection::create(id_.get(), pd_.get(), options_.params, options_.params.credits,
-                                   /*work_per_send=*/0);
+  // Receives are posted before connecting, sized for what we announce. Each
+  // call may also bind and later invalidate a window per segment: room for
+  // a few per call on average, and always for one call with every segment.
+  uint32_t credits = options_.params.credits;
+  uint32_t per_call = 2 * options_.params.max_segments + 1;
+  uint32_t work_per_send = std::max<uint32_t>(4, (per_call + credits - 1) / credits);
+  auto conn = RcConnection::create(id_.get(), pd_.get(), options_.params, credits, work_per_send);
   if (!conn) return conn.error();
   conn_ = std::move(*conn);
+  sq_free_ = conn_->sendQueueDepth();
+  slot_work_.assign(credits, 0);
 
   uint8_t private_data[kParamsWireSize];
-  rdma_conn_param param = makeConnParam(options_.params, private_data);
+  rdma_conn_param param = makeConnParam(announced, private_data);
   if (rdma_connect(id_.get(), &param) != 0) return makeError(errno, "rdma_connect");
   ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ESTABLISHED, options_.connect_timeout);
   if (!ev)
@@ -92,7 +105,24 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   auto theirs = decodeParams((*ev)->param.conn.private_data, (*ev)->param.conn.private_data_len);
   rdma_ack_cm_event(*ev);
   if (!theirs) return theirs.error();
-  params_ = negotiate(options_.params, *theirs);
+  params_ = negotiate(announced, *theirs);
+  if (windows_off.empty() && (params_.features & ConnectionParams::kFeatureRemoteInvalidate) == 0)
+    windows_off = "the server does not announce remote invalidation";
+  use_windows_ = windows_off.empty();
+  iobuf::RegistrationCache::Options cache_options;
+  // Windows: user memory stays registered across calls, so the cache must
+  // see unmaps (invariant 2). Fallback: only explicit pins are cached.
+  cache_options.monitor_unmaps = use_windows_;
+  cache_ = std::make_unique<iobuf::RegistrationCache>(*registrar_, cache_options);
+  if (use_windows_) {
+    windows_ = std::make_unique<MemoryWindowPool>(pd_.get());
+    invalidate_flags_ = remoteInvalidateFlags(id_->verbs);
+  }
+  std::string exposure =
+      use_windows_
+          ? std::string("user memory: type-2 windows over cached registrations") +
+                (cache_->caching() ? "" : " (not cached: " + cache_->fallbackReason() + ")")
+          : "user memory: per-call registration (" + windows_off + ")";
 
   char local[64] = "?";
   char remote[64] = "?";
@@ -103,7 +133,7 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   description_ = std::string("rdma ") + ibv_get_device_name(id_->verbs->device) + " " + local +
                  " -> " + remote + ":" + std::to_string(port) + " (credits " +
                  std::to_string(params_.credits) + ", inline " +
-                 std::to_string(params_.inline_threshold) + ")";
+                 std::to_string(params_.inline_threshold) + "; " + exposure + ")";
 
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return makeError(errno, "eventfd");
@@ -114,8 +144,9 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
 }
 
 Result<void> VerbsClientTransport::registerMemory(void* addr, size_t length) {
-  auto keys =
-      cache_->pin(addr, length, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead);
+  uint32_t access = use_windows_ ? iobuf::kLocalWrite | iobuf::kMwBind
+                                 : iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead;
+  auto keys = cache_->pin(addr, length, access);
   if (!keys) return keys.error();
   return okResult();
 }
@@ -127,6 +158,7 @@ Result<void> VerbsClientTransport::deregisterMemory(void* addr, size_t length) {
 VerbsClientTransport::~VerbsClientTransport() {
   shutdown();
   conn_.reset();
+  windows_.reset();  // unbinds what is left before the MRs under them go
   cache_.reset();
   // Pool buffers may outlive us (a caller still holding a reply); their MRs
   // may not outlive the PD.
@@ -157,7 +189,7 @@ void VerbsClientTransport::cancel(rpc::CallPtr call) {
   if (stopping_) return;
   post([this, call] {
     rpc::PendingRequest* entry = table_.find(call->xid);
-    if (entry == nullptr || entry->call != call) return;
+    if (entry == nullptr || entry->call != call || stateOf(call->xid).held) return;
     counters_.cancels.fetch_add(1, std::memory_order_relaxed);
     finish(*entry, makeError(ECANCELED, "call cancelled"));
   });
@@ -249,15 +281,23 @@ void VerbsClientTransport::pump() {
     }
     auto sent = send(*entry);
     if (!sent && sent.error().code == EAGAIN) return;  // no send buffer: retry on completion
+    if (closed_) return;  // failConnection completed it and cleared the backlog
     backlog_.pop_front();
     if (!sent) finish(*entry, sent.error());
   }
 }
 
 Result<void> VerbsClientTransport::addSegments(
-    rpc::PendingRequest& entry, std::span<const iovec> iov, uint32_t access,
-    google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out) {
+    rpc::PendingRequest& entry, std::span<const iovec> iov, bool remote_write,
+    google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out, std::vector<ibv_send_wr>& binds) {
   CallState& state = stateOf(entry.xid);
+  // Windows: the MR grants nothing remote (LOCAL_WRITE only where a
+  // read-direction window needs it, IBA C10-74); the window grants one
+  // access to one segment. Fallback: the per-call MR grants it.
+  uint32_t access =
+      use_windows_ ? (remote_write ? iobuf::kLocalWrite | iobuf::kMwBind : uint32_t{iobuf::kMwBind})
+                   : (remote_write ? iobuf::kLocalWrite | iobuf::kRemoteWrite
+                                   : uint32_t{iobuf::kRemoteRead});
   for (const iovec& v : iov) {
     if (v.iov_len == 0) continue;
     if (static_cast<uint32_t>(out->size()) >= params_.max_segments) {
@@ -266,16 +306,30 @@ Result<void> VerbsClientTransport::addSegments(
     }
     auto ref = cache_->acquire(v.iov_base, v.iov_len, access);
     if (!ref) return ref.error();
-    if (ref->cached()) {
-      state.uses_pinned = true;
+    if (ref->hit()) {
       counters_.registration_hits.fetch_add(1, std::memory_order_relaxed);
     } else {
       counters_.registrations.fetch_add(1, std::memory_order_relaxed);
     }
-    uint32_t rkey = ref->keys().rkey;
-    state.registrations.push_back(std::move(*ref));
+    Exposure exposure{std::move(*ref), -1};
+    uint32_t rkey = exposure.registration.keys().rkey;
+    auto addr = reinterpret_cast<uint64_t>(v.iov_base);
+    if (use_windows_) {
+      auto window = windows_->take(entry.xid);
+      if (!window) return window.error();
+      exposure.window = *window;
+      rkey = windows_->nextRkey(*window);
+      auto* mr = reinterpret_cast<ibv_mr*>(exposure.registration.keys().handle);
+      binds.push_back(RcConnection::makeBindRequest(
+          windows_->at(*window).mw.get(), rkey, mr, addr, v.iov_len,
+          remote_write ? IBV_ACCESS_REMOTE_WRITE : IBV_ACCESS_REMOTE_READ,
+          makeWrId(WorkKind::kBind, *window)));
+    } else if (exposure.registration.cached()) {
+      state.uses_pinned = true;  // only pins are cached without the monitor
+    }
+    state.exposures.push_back(std::move(exposure));
     auto* seg = out->Add();
-    seg->set_addr(reinterpret_cast<uint64_t>(v.iov_base));
+    seg->set_addr(addr);
     seg->set_rkey(rkey);
     seg->set_length(static_cast<uint32_t>(v.iov_len));
     state.chunk_capacity += v.iov_len;
@@ -291,6 +345,7 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   rpc::pb::Call header = call.header;  // chunk lists are added to a copy
   std::vector<std::byte> inline_payload;
   std::vector<ibv_sge> gather;
+  std::vector<ibv_send_wr> binds;
   auto fail = [&](Error e) -> Result<void> {
     conn_->returnSendSlot(*slot);
     release(entry);
@@ -298,8 +353,8 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   };
   if (header.op() == rpc::pb::OP_READ && header.length() > 0) {
     if (call.direct) {
-      if (auto r = addSegments(entry, call.destination, iobuf::kLocalWrite | iobuf::kRemoteWrite,
-                               header.mutable_write_chunks());
+      if (auto r = addSegments(entry, call.destination, /*remote_write=*/true,
+                               header.mutable_write_chunks(), binds);
           !r) {
         return fail(r.error());
       }
@@ -345,12 +400,19 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
       if (static_cast<uint32_t>(header.read_chunks_size()) > params_.max_segments) {
         return fail(makeError(EINVAL, "write too large for the negotiated segment count"));
       }
-    } else if (auto r = addSegments(entry, call.payload.toIovecs(), iobuf::kRemoteRead,
-                                    header.mutable_read_chunks());
+    } else if (auto r = addSegments(entry, call.payload.toIovecs(), /*remote_write=*/false,
+                                    header.mutable_read_chunks(), binds);
                !r) {
       return fail(r.error());
     }
   }
+  // Every chunk of a call with windows is one: the server may invalidate the
+  // first with its reply, which saves us a LOCAL_INV.
+  if (!binds.empty()) header.set_remote_invalidate(true);
+  // Room for the binds, the SEND and one LOCAL_INV per window, reserved now
+  // so that invalidating never waits for the send queue.
+  uint32_t work = static_cast<uint32_t>(2 * binds.size() + 1);
+  if (work > sq_free_) return fail(makeError(EAGAIN, "send queue full"));
   std::string bytes;
   header.SerializeToString(&bytes);
   uint64_t gathered = 0;
@@ -363,12 +425,19 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   if (!length) return fail(length.error());
   if (*length + gathered > params_.max_message)
     return fail(makeError(EMSGSIZE, "call exceeds the peer's message size"));
-  if (auto r = conn_->postSend(*slot, *length, gather); !r) {
+  if (auto r = conn_->postSend(*slot, *length, gather, binds); !r) {
     conn_->returnSendSlot(*slot);
-    release(entry);
-    failConnection(r.error());
+    failConnection(r.error());  // the binds' state is unknown: the QP goes
     return r.error();
   }
+  for (size_t i = 0, w = 0; i < state.exposures.size(); ++i) {
+    const Exposure& e = state.exposures[i];
+    if (e.window < 0) continue;
+    windows_->bound(static_cast<uint32_t>(e.window), binds[w++].bind_mw.rkey);
+  }
+  sq_free_ -= work;
+  slot_work_[*slot] = static_cast<uint32_t>(binds.size() + 1);
+  counters_.window_binds.fetch_add(binds.size(), std::memory_order_relaxed);
   state.sent = true;
   ++outstanding_;
   counters_.payload_bytes_sent.fetch_add(call.payload.totalLength(), std::memory_order_relaxed);
@@ -377,9 +446,22 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
 
 void VerbsClientTransport::release(rpc::PendingRequest& entry) {
   CallState& state = stateOf(entry.xid);
-  // Dropping per-call registrations deregisters them: their rkeys are
-  // unusable before the call completes.
-  state.registrations.clear();
+  // Windows never bound (the call failed before its SEND) go straight back;
+  // bound ones are invalid by now (finish() saw to it) or dropped with the QP.
+  for (Exposure& e : state.exposures) {
+    if (e.window < 0) continue;
+    auto& w = windows_->at(static_cast<uint32_t>(e.window));
+    // A window this call already gave back may serve another call by now.
+    if (w.owner != entry.xid) continue;
+    if (w.state == MemoryWindowPool::State::kReserved ||
+        w.state == MemoryWindowPool::State::kInvalidated) {
+      windows_->release(static_cast<uint32_t>(e.window));
+    }
+  }
+  // Dropping the references deregisters per-call registrations: their rkeys
+  // are unusable before the call completes. Cached ones stay registered,
+  // reachable by no rkey of this call.
+  state.exposures.clear();
   state.uses_pinned = false;
   state.pool_destination.clear();
   state.chunk_capacity = 0;
@@ -387,41 +469,127 @@ void VerbsClientTransport::release(rpc::PendingRequest& entry) {
 
 void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
   CallState& state = stateOf(entry.xid);
+  if (state.held) return;  // already waiting for its invalidations
   if (!result.ok() && state.sent && state.uses_pinned && !closed_) {
-    // Pre-registered memory keeps its rkey after the call: the only way to
-    // stop a late RDMA WRITE into it is to stop the QP before we return.
-    // failConnection completes every pending call, this one included.
+    // Fallback path: a pre-registered MR keeps its rkey after the call; the
+    // only way to stop a late RDMA WRITE into it is to stop the QP before we
+    // return. failConnection completes every pending call, this one included.
     failConnection(
         makeError(result.error().code,
                   result.error().what + " (connection closed: it exposed pre-registered memory)"));
     return;
   }
+  if (!closed_ && state.sent) {
+    // Kill every window the peer did not invalidate before the caller hears
+    // back: from the LOCAL_INV's completion on, its rkey reaches nothing.
+    std::vector<RcConnection::Invalidation> invalidations;
+    for (const Exposure& e : state.exposures) {
+      if (e.window < 0) continue;
+      auto index = static_cast<uint32_t>(e.window);
+      auto& w = windows_->at(index);
+      if (w.owner != entry.xid || w.state != MemoryWindowPool::State::kBound) continue;
+      w.state = MemoryWindowPool::State::kInvalidating;
+      invalidations.push_back({w.rkey, makeWrId(WorkKind::kInvalidate, index)});
+    }
+    if (!invalidations.empty()) {
+      state.invalidations_pending = static_cast<uint32_t>(invalidations.size());
+      state.held = std::move(result);
+      if (auto r = conn_->postLocalInvalidates(invalidations); !r) failConnection(r.error());
+      return;
+    }
+  }
+  complete(entry, std::move(result));
+}
+
+void VerbsClientTransport::complete(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
+  CallState& state = stateOf(entry.xid);
   if (state.sent) {
     --outstanding_;
     state.sent = false;
   }
+  // Send-queue room reserved for LOCAL_INVs this call did not need.
+  for (const Exposure& e : state.exposures) {
+    if (e.window < 0) continue;
+    const auto& w = windows_->at(static_cast<uint32_t>(e.window));
+    if (w.owner == entry.xid && w.state == MemoryWindowPool::State::kInvalidated) ++sq_free_;
+  }
   release(entry);
+  state.held.reset();
+  state.invalidations_pending = 0;
   rpc::CallPtr call = std::move(entry.call);
   table_.erase(&entry);
   call->done(std::move(result));
   pump();
 }
 
+void VerbsClientTransport::onWindowInvalidated(uint32_t index) {
+  ++sq_free_;
+  counters_.window_local_invalidations.fetch_add(1, std::memory_order_relaxed);
+  auto& w = windows_->at(index);
+  uint64_t owner = w.owner;
+  windows_->release(index);
+  rpc::PendingRequest* entry = table_.find(owner);
+  if (entry == nullptr) return;
+  CallState& state = stateOf(owner);
+  if (!state.held || state.invalidations_pending == 0 || --state.invalidations_pending > 0) return;
+  complete(*entry, std::move(*state.held));
+}
+
+void VerbsClientTransport::onRemoteInvalidation(uint32_t rkey) {
+  int64_t index = windows_ ? windows_->findBound(rkey) : -1;
+  if (index < 0) {
+    // The device invalidated it, so it was live; just not a window we know.
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "server invalidated rkey " + std::to_string(rkey) +
+                                         ", which is no window of ours"));
+    return;
+  }
+  windows_->at(static_cast<uint32_t>(index)).state = MemoryWindowPool::State::kInvalidated;
+  counters_.window_remote_invalidations.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+const char* workName(WorkKind kind) {
+  switch (kind) {
+    case WorkKind::kReceive:
+      return "a receive";
+    case WorkKind::kSend:
+      return "a send";
+    case WorkKind::kBind:
+      return "a memory-window bind";
+    case WorkKind::kInvalidate:
+      return "a memory-window local invalidate";
+    default:
+      return "a work request";
+  }
+}
+}  // namespace
+
 void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    failConnection(
-        makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
-                           (wrKind(wc.wr_id) == WorkKind::kReceive ? "a receive" : "a send")));
+    failConnection(makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
+                                      workName(wrKind(wc.wr_id))));
     return;
   }
   switch (wrKind(wc.wr_id)) {
-    case WorkKind::kSend:
-      conn_->returnSendSlot(static_cast<uint32_t>(wrIndex(wc.wr_id)));
+    case WorkKind::kSend: {
+      auto slot = static_cast<uint32_t>(wrIndex(wc.wr_id));
+      sq_free_ += slot_work_[slot];  // the binds before it are done too
+      slot_work_[slot] = 0;
+      conn_->returnSendSlot(slot);
       pump();
       return;
+    }
     case WorkKind::kReceive:
+      if (use_windows_ && (wc.wc_flags & invalidate_flags_) != 0) {
+        onRemoteInvalidation(wc.invalidated_rkey);
+        if (closed_) return;
+      }
       onReply(static_cast<uint32_t>(wrIndex(wc.wr_id)), wc.byte_len);
+      return;
+    case WorkKind::kInvalidate:
+      onWindowInvalidated(static_cast<uint32_t>(wrIndex(wc.wr_id)));
       return;
     default:
       return;
@@ -457,7 +625,8 @@ void VerbsClientTransport::onReply(uint32_t slot, uint32_t length) {
     failConnection(r.error());
     return;
   }
-  if (cls == rpc::XidClass::kStale) {
+  if (cls == rpc::XidClass::kStale || stateOf(xid).held) {
+    // Finished, or finishing (its windows are being invalidated).
     counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -519,19 +688,30 @@ void VerbsClientTransport::failConnection(Error error) {
   close_error_ = error;
   if (error.code != ESHUTDOWN)
     ZCIO_LOG(kWarn, description_, ": closing connection: ", error.toString());
-  // ERROR state first: from here on nothing lands in exposed memory.
+  // ERROR state first: from here on nothing lands in exposed memory, so
+  // windows still bound are unreachable; deallocating them unbinds them from
+  // their MRs, which may then be deregistered.
   conn_->moveToError();
   rdma_disconnect(id_.get());
+  if (windows_) windows_->dropAll();
   backlog_.clear();
-  table_.forEachLive([&](rpc::PendingRequest& entry) { finish(entry, error); });
+  table_.forEachLive([&](rpc::PendingRequest& entry) {
+    CallState& state = stateOf(entry.xid);
+    // A held result stands: its data (if any) landed before the reply.
+    if (state.held) {
+      complete(entry, std::move(*state.held));
+    } else {
+      complete(entry, error);
+    }
+  });
 }
 
 void VerbsClientTransport::sweep() {
   auto now = std::chrono::steady_clock::now();
   table_.forEachLive([&](rpc::PendingRequest& entry) {
-    if (entry.deadline > now) return;
+    if (entry.deadline > now || stateOf(entry.xid).held) return;
     counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
-    // release() inside finish() deregisters before the caller hears back.
+    // finish() invalidates (or deregisters) before the caller hears back.
     finish(entry, makeError(ETIMEDOUT, "call timed out"));
   });
 }

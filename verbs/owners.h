@@ -47,7 +47,10 @@ using CompletionChannel =
     std::unique_ptr<ibv_comp_channel, Deleter<ibv_destroy_comp_channel, kDestroyCompChannel>>;
 using CompletionQueue = std::unique_ptr<ibv_cq, Deleter<ibv_destroy_cq, kDestroyCq>>;
 using MemoryRegion = std::unique_ptr<ibv_mr, Deleter<ibv_dereg_mr, kDeregMr>>;
-using MemoryWindow = std::unique_ptr<ibv_mw, Deleter<ibv_dealloc_mw, kDeallocMw>>;
+// ibv_dealloc_mw is static inline in verbs.h: a template argument needs a
+// function with linkage.
+int deallocMemoryWindow(ibv_mw* mw);
+using MemoryWindow = std::unique_ptr<ibv_mw, Deleter<deallocMemoryWindow, kDeallocMw>>;
 
 // The QP of a cm id is destroyed through the id (rdma_destroy_qp); this owner
 // holds the id it belongs to and must die before the id.

@@ -29,10 +29,11 @@ void encodeParams(const ConnectionParams& params, uint8_t* out) {
   put32(out + 4, params.max_message);
   put32(out + 8, params.max_segments);
   put32(out + 12, params.inline_threshold);
+  put32(out + 16, params.features);
 }
 
 Result<ConnectionParams> decodeParams(const void* data, size_t length) {
-  if (data == nullptr || length < kParamsWireSize) {
+  if (data == nullptr || length < kParamsMinWireSize) {
     return makeError(EPROTO, "rdma_cm private data too short for zcio parameters (" +
                                  std::to_string(length) + " bytes)");
   }
@@ -43,6 +44,7 @@ Result<ConnectionParams> decodeParams(const void* data, size_t length) {
   out.max_message = get32(p + 4);
   out.max_segments = get32(p + 8);
   out.inline_threshold = get32(p + 12);
+  out.features = length >= kParamsWireSize ? get32(p + 16) : 0;
   if (out.version != ConnectionParams::kVersion) {
     return makeError(EPROTONOSUPPORT,
                      "peer speaks zcio-over-RDMA version " + std::to_string(out.version));
@@ -60,6 +62,7 @@ ConnectionParams negotiate(const ConnectionParams& mine, const ConnectionParams&
   out.max_message = std::min(mine.max_message, theirs.max_message);
   out.max_segments = std::min(mine.max_segments, theirs.max_segments);
   out.inline_threshold = std::min(mine.inline_threshold, theirs.inline_threshold);
+  out.features = mine.features & theirs.features;
   return out;
 }
 

@@ -91,7 +91,9 @@ void RcConnection::returnSendSlot(uint32_t slot) {
   free_send_.push_back(slot);
 }
 
-Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather) {
+Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather,
+                                    std::span<ibv_send_wr> before,
+                                    std::optional<uint32_t> invalidate) {
   ibv_sge sges[16];
   if (gather.size() + 1 > std::size(sges))
     return makeError(EINVAL, "too many gather pieces for one SEND");
@@ -103,11 +105,51 @@ Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<cons
   wr.sg_list = sges;
   wr.num_sge = static_cast<int>(gather.size() + 1);
   wr.opcode = IBV_WR_SEND;
+  if (invalidate) {
+    wr.opcode = IBV_WR_SEND_WITH_INV;
+    wr.invalidate_rkey = *invalidate;
+  }
   wr.send_flags = IBV_SEND_SIGNALED;
+  // One post (one doorbell: a system call on rxe) for the binds and the SEND.
+  for (size_t i = 0; i < before.size(); ++i)
+    before[i].next = i + 1 < before.size() ? &before[i + 1] : &wr;
   ibv_send_wr* bad = nullptr;
-  int rc = ibv_post_send(qp_.get(), &wr, &bad);
-  if (rc != 0) return makeError(rc, "ibv_post_send (SEND)");
+  int rc = ibv_post_send(qp_.get(), before.empty() ? &wr : before.data(), &bad);
+  if (rc != 0)
+    return makeError(rc,
+                     before.empty() ? "ibv_post_send (SEND)" : "ibv_post_send (BIND_MW + SEND)");
   return okResult();
+}
+
+Result<void> RcConnection::postLocalInvalidates(std::span<const Invalidation> invalidations) {
+  if (invalidations.empty()) return okResult();
+  std::vector<ibv_send_wr> wrs(invalidations.size());
+  for (size_t i = 0; i < wrs.size(); ++i) {
+    wrs[i].wr_id = invalidations[i].wr_id;
+    wrs[i].opcode = IBV_WR_LOCAL_INV;
+    wrs[i].invalidate_rkey = invalidations[i].rkey;
+    wrs[i].send_flags = IBV_SEND_SIGNALED;
+    wrs[i].next = i + 1 < wrs.size() ? &wrs[i + 1] : nullptr;
+  }
+  ibv_send_wr* bad = nullptr;
+  int rc = ibv_post_send(qp_.get(), wrs.data(), &bad);
+  if (rc != 0) return makeError(rc, "ibv_post_send (LOCAL_INV)");
+  return okResult();
+}
+
+ibv_send_wr RcConnection::makeBindRequest(ibv_mw* mw, uint32_t rkey, ibv_mr* mr, uint64_t addr,
+                                          uint64_t length, int access, uint64_t wr_id) {
+  ibv_send_wr wr{};
+  wr.wr_id = wr_id;
+  wr.opcode = IBV_WR_BIND_MW;
+  wr.send_flags = 0;  // the SEND behind it is signalled and retires it
+  wr.bind_mw.mw = mw;
+  wr.bind_mw.rkey = rkey;
+  wr.bind_mw.bind_info.mr = mr;
+  wr.bind_mw.bind_info.addr = addr;
+  wr.bind_mw.bind_info.length = length;
+  wr.bind_mw.bind_info.mw_access_flags = static_cast<unsigned>(access);
+  return wr;
 }
 
 Result<void> RcConnection::postWrite(std::span<const ibv_sge> local, const RemoteSegment& remote,

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -24,7 +25,14 @@
 
 namespace zcio::verbs {
 
-enum class WorkKind : uint8_t { kReceive = 1, kSend = 2, kWrite = 3, kRead = 4 };
+enum class WorkKind : uint8_t {
+  kReceive = 1,
+  kSend = 2,
+  kWrite = 3,
+  kRead = 4,
+  kBind = 5,        // BIND_MW of a memory window (index = the window)
+  kInvalidate = 6,  // LOCAL_INV of a memory window (index = the window)
+};
 
 inline uint64_t makeWrId(WorkKind kind, uint64_t index) {
   return static_cast<uint64_t>(kind) << 56 | (index & ((uint64_t{1} << 56) - 1));
@@ -67,8 +75,23 @@ class RcConnection {
   void returnSendSlot(uint32_t slot);
   std::byte* sendBuffer(uint32_t slot) { return send_area_ + size_t{slot} * params_.max_message; }
   // SENDs `length` bytes of the slot's buffer; always signalled (the slot is
-  // reused on completion).
-  Result<void> postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather = {});
+  // reused on completion). `before` (e.g. window binds) is posted ahead of it
+  // in the same ibv_post_send; `invalidate` makes it a SEND_WITH_INV of that
+  // rkey (the peer's memory window).
+  Result<void> postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather = {},
+                        std::span<ibv_send_wr> before = {},
+                        std::optional<uint32_t> invalidate = std::nullopt);
+  // Signalled LOCAL_INVs, one ibv_post_send for all.
+  struct Invalidation {
+    uint32_t rkey;
+    uint64_t wr_id;
+  };
+  Result<void> postLocalInvalidates(std::span<const Invalidation> invalidations);
+  // An unsignalled BIND_MW of a type-2 window over [addr, addr + length) of
+  // `mr`, giving it `rkey` with `access` (IBV_ACCESS_REMOTE_*), to post
+  // before a SEND (see postSend's `before`).
+  static ibv_send_wr makeBindRequest(ibv_mw* mw, uint32_t rkey, ibv_mr* mr, uint64_t addr,
+                                     uint64_t length, int access, uint64_t wr_id);
   // RDMA WRITE / READ between registered local memory and a remote segment.
   Result<void> postWrite(std::span<const ibv_sge> local, const RemoteSegment& remote, bool signaled,
                          uint64_t wr_id);

@@ -11,6 +11,7 @@ int toIbvAccess(uint32_t access) {
   if ((access & (iobuf::kLocalWrite | iobuf::kRemoteWrite)) != 0) out |= IBV_ACCESS_LOCAL_WRITE;
   if ((access & iobuf::kRemoteWrite) != 0) out |= IBV_ACCESS_REMOTE_WRITE;
   if ((access & iobuf::kRemoteRead) != 0) out |= IBV_ACCESS_REMOTE_READ;
+  if ((access & iobuf::kMwBind) != 0) out |= IBV_ACCESS_MW_BIND;
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <optional>
 #include <vector>
 
 #include "base/log.h"
@@ -32,6 +33,9 @@ struct PendingCall {
   bool reads_posted = false;
   uint32_t reads_outstanding = 0;
   bool failed = false;
+  // The client's memory window (first chunk) to invalidate with the reply,
+  // when it asked and both sides announced remote invalidation.
+  std::optional<uint32_t> invalidate_rkey;
 };
 
 struct ServerConnection {
@@ -350,6 +354,14 @@ void VerbsServerImpl::onCall(ServerConnection& c, uint32_t slot, uint32_t length
     p.failed = true;  // answered with an error below
   }
   for (const auto& s : h.write_chunks()) p.write_chunks.push_back({s.addr(), s.rkey(), s.length()});
+  if (h.remote_invalidate() &&
+      (c.params.features & ConnectionParams::kFeatureRemoteInvalidate) != 0) {
+    if (h.op() == rpc::pb::OP_READ && h.write_chunks_size() > 0) {
+      p.invalidate_rkey = h.write_chunks(0).rkey();
+    } else if (h.op() == rpc::pb::OP_WRITE && h.read_chunks_size() > 0) {
+      p.invalidate_rkey = h.read_chunks(0).rkey();
+    }
+  }
   if (!p.failed && h.read_chunks_size() > 0) {
     uint64_t total = 0;
     for (const auto& s : h.read_chunks()) {
@@ -420,6 +432,7 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
   auto slot = c.conn->takeSendSlot();
   if (!slot) return false;
   auto& h = p.call.header;
+  const bool is_read = h.op() == rpc::pb::OP_READ;  // p.call is moved into the session below
   uint64_t chunk_total = 0;
   for (const auto& s : p.write_chunks) chunk_total += s.length;
   rpc::OutgoingReply reply;
@@ -470,10 +483,17 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
     c.conn->returnSendSlot(*slot);
     return length.error();
   }
+  // Invalidate the client's window only if this reply moved data through it:
+  // an RDMA op on a window the client already invalidated (its call timed
+  // out) then fails first and ends the connection, so a late reply never
+  // invalidates a window twice. Otherwise the client invalidates locally.
+  std::optional<uint32_t> invalidate;
+  bool accessed = is_read ? writes > 0 : (p.reads_posted && !p.failed);
+  if (accessed) invalidate = p.invalidate_rkey;
   c.in_flight[*slot] = std::move(reply.payload);
   c.slot_work[*slot] = writes + 1;
   c.sq_free -= writes + 1;
-  if (auto r = c.conn->postSend(*slot, *length); !r) return r.error();
+  if (auto r = c.conn->postSend(*slot, *length, {}, {}, invalidate); !r) return r.error();
   return true;
 }
 

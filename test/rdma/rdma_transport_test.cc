@@ -52,7 +52,9 @@ class RdmaTransport : public ::testing::Test {
 
 TEST_F(RdmaTransport, DirectReadRegistersTheCallersOwnPagesAndCopiesNothing) {
   // Three unaligned segments of the caller's memory per call: each becomes
-  // a registration of the caller's pages and a write-chunk segment.
+  // a registration of the caller's pages (cached: the first call registers,
+  // the others hit) and a write-chunk segment (a memory window of its own).
+  ASSERT_NE(client_->describe().find("type-2 windows"), std::string::npos) << client_->describe();
   std::vector<char> buffer(kMiB + 64);
   for (int i = 0; i < 8; ++i) {
     iovec iov[3] = {{buffer.data() + 1, 4096 * 10 + 3},
@@ -70,8 +72,54 @@ TEST_F(RdmaTransport, DirectReadRegistersTheCallersOwnPagesAndCopiesNothing) {
   }
   auto s = client_->stats();
   EXPECT_EQ(s.bytes_copied, 0u);
-  EXPECT_EQ(s.registrations, 8u * 3);  // one per segment per call, dropped after it
+  EXPECT_EQ(s.registrations, 3u);
+  EXPECT_EQ(s.registration_hits, 7u * 3);
+}
+
+TEST_F(RdmaTransport, HundredDirectReadsIntoOneBufferRegisterItOnce) {
+  // Unpinned memory: the registration cache keeps the MR across calls (its
+  // unmap monitor makes that sound), each call only binds a window.
+  constexpr size_t kBlock = 256 * 1024;
+  std::vector<char> buffer(kBlock);
+  for (int i = 0; i < 100; ++i) {
+    iovec iov{buffer.data(), buffer.size()};
+    uint64_t offset =
+        (uint64_t{static_cast<unsigned>(i)} * 7919 * 4096) % (content_.size() - kBlock);
+    auto n = client_->preadvDirect(fh_, {&iov, 1}, offset);
+    ASSERT_TRUE(n) << n.error().toString();
+    ASSERT_EQ(*n, kBlock);
+    ASSERT_EQ(std::memcmp(buffer.data(), content_.data() + offset, kBlock), 0) << "call " << i;
+  }
+  auto s = client_->stats();
+  EXPECT_EQ(s.registrations, 1u);
+  EXPECT_EQ(s.registration_hits, 99u);
+  EXPECT_EQ(s.bytes_copied, 0u);
+}
+
+TEST_F(RdmaTransport, RemappedBufferIsNeverReadThroughAStaleRegistration) {
+  // Invariant 2: unmap a cached buffer and map fresh memory at the same
+  // address; the next call must register the new pages. A stale MR would
+  // still point at the old pages, and the data would land there instead.
+  constexpr size_t kSize = 256 * 1024;
+  void* first = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(first, MAP_FAILED);
+  iovec iov{first, kSize};
+  auto n = client_->preadvDirect(fh_, {&iov, 1}, 0);
+  ASSERT_TRUE(n) << n.error().toString();
+  ASSERT_EQ(std::memcmp(first, content_.data(), kSize), 0);
+  ASSERT_EQ(munmap(first, kSize), 0);
+  void* second = mmap(first, kSize, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (second == MAP_FAILED) GTEST_SKIP() << "the address was taken again before we could map it";
+  ASSERT_EQ(second, first);
+  n = client_->preadvDirect(fh_, {&iov, 1}, kMiB);
+  ASSERT_TRUE(n) << n.error().toString();
+  EXPECT_EQ(std::memcmp(second, content_.data() + kMiB, kSize), 0)
+      << "the read went through the old mapping's registration";
+  auto s = client_->stats();
+  EXPECT_EQ(s.registrations, 2u);
   EXPECT_EQ(s.registration_hits, 0u);
+  munmap(second, kSize);
 }
 
 TEST_F(RdmaTransport, PreRegisteredMemoryIsNeverRegisteredAgain) {
@@ -132,9 +180,12 @@ TEST_F(RdmaTransport, SegmentsTooSmallForTheReadGetAnErrorReply) {
   EXPECT_EQ(std::memcmp(buffer.data(), content_.data(), kMiB), 0);
 }
 
-TEST_F(RdmaTransport, CancelOnPreRegisteredMemoryClosesTheConnectionBeforeReturning) {
-  // A pre-registered rkey outlives the call; cancelling must still make sure
-  // nothing lands afterwards, so the connection is closed first.
+TEST_F(RdmaTransport, CancelOnPreRegisteredMemoryLeavesItUntouchedWithoutClosingTheConnection) {
+  // Pre-registered memory stays registered after the call, but the call only
+  // exposed it through a window, which the cancel invalidates before it
+  // returns: the client need not close the connection. The server's late
+  // RDMA WRITE then fails (on rxe that error ends the connection from the
+  // responder's side), and nothing lands.
   size_t size = 2 * kMiB;
   void* memory = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(memory, MAP_FAILED);
@@ -150,6 +201,7 @@ TEST_F(RdmaTransport, CancelOnPreRegisteredMemoryClosesTheConnectionBeforeReturn
   auto r = done.get_future().get();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ECANCELED) << r.error().toString();
+  EXPECT_EQ(r.error().what.find("connection closed"), std::string::npos) << r.error().toString();
   ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto* bytes = static_cast<const unsigned char*>(memory);

@@ -185,7 +185,12 @@ void TcpClientTransport::flushSends() {
                         failConnection(asioError(ec, "send to server"));
                         return;
                       }
-                      onSent(sending_batch_);
+                      // Taken out first: a completion run by onSent may submit
+                      // a call, which starts the next write and refills
+                      // sending_batch_ while this batch is still being walked.
+                      std::vector<uint64_t> sent;
+                      sent.swap(sending_batch_);
+                      onSent(sent);
                       flushSends();
                     });
 }

@@ -105,12 +105,17 @@ Result<uint64_t> readUnordered(fops::Client& client, fops::FileHandle fh, uint64
       if (--shared.running == 0) shared.cv.notify_all();
     });
   };
+  const auto lanes = static_cast<unsigned>(std::min<uint64_t>(blocks, depth));
   {
     std::lock_guard lock(shared.mutex);
-    shared.running = static_cast<unsigned>(std::min<uint64_t>(blocks, depth));
-    shared.next = shared.running;
+    shared.running = lanes;
+    shared.next = lanes;
   }
-  for (unsigned lane = 0; lane < shared.running; ++lane) issue(lane, lane);
+  // Bounded by `lanes`, never by shared.running: completions (on the
+  // transport's thread) lower running while this loop is still issuing, and
+  // a lane left unissued is a call that never completes, so the wait below
+  // would never end and no call timeout could end it.
+  for (unsigned lane = 0; lane < lanes; ++lane) issue(lane, lane);
   std::unique_lock lock(shared.mutex);
   shared.cv.wait(lock, [&] { return shared.running == 0; });
   if (shared.error) return *shared.error;

@@ -3,7 +3,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <climits>
+#include <cstring>
 
 #include "base/log.h"
 
@@ -78,6 +82,7 @@ Result<void> TcpClientTransport::open(const std::string& host, uint16_t port) {
   description_ = "tcp " + local.address().to_string() + ":" + std::to_string(local.port()) +
                  " -> " + remote.address().to_string() + ":" + std::to_string(remote.port());
   readPreamble();
+  asio::post(io_, [this] { receive(); });
   thread_ = std::thread([this] { io_.run(); });
   return okResult();
 }
@@ -242,15 +247,133 @@ void TcpClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyDat
 
 // ---- receive path -------------------------------------------------------
 
-void TcpClientTransport::readPreamble() {
-  asio::async_read(socket_, asio::buffer(rx_preamble_), [this](const error_code& ec, size_t) {
-    if (closed_) return;
-    if (ec) {
-      failConnection(asioError(ec, "receive from server"));
+void TcpClientTransport::receive() {
+  size_t budget = std::max<size_t>(options_.receive_budget, 1);
+  while (!closed_) {
+    if (rx_stage_ == RxStage::kPayload) {
+      rpc::PendingRequest& entry = *table_.find(rx_xid_);  // pinned: cannot vanish
+      if (rx_remaining_ == 0 || entry.abandoned) {  // a piece boundary: a cancel takes effect
+        onPayloadDone();
+        continue;
+      }
+    }
+    if (prepareWindow() == 0) {  // an empty header or a finished drain
+      advance(0);
+      continue;
+    }
+    if (budget == 0) {  // let sends, cancels and the sweep run, then go on
+      asio::post(io_, [this] {
+        if (!closed_) receive();
+      });
       return;
     }
-    onPreamble();
+    msghdr msg{};
+    msg.msg_iov = rx_window_.data();
+    msg.msg_iovlen = rx_window_.size();
+    ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    if (n > 0) {
+      budget -= std::min(budget, static_cast<size_t>(n));
+      advance(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      waitReadable();
+      return;
+    }
+    static constexpr const char* kWhat[] = {"receive from server", "receive reply header",
+                                            "receive reply payload", "drain reply payload"};
+    std::string what = kWhat[static_cast<int>(rx_stage_)];
+    failConnection(n == 0 ? makeError(ECONNRESET, what + ": connection closed by the server")
+                          : makeError(errno, what + ": " + std::strerror(errno)));
+    return;
+  }
+}
+
+void TcpClientTransport::waitReadable() {
+  socket_.async_wait(asio::ip::tcp::socket::wait_read, [this](const error_code& ec) {
+    if (closed_) return;
+    if (ec) {
+      failConnection(asioError(ec, "wait for the server"));
+      return;
+    }
+    receive();
   });
+}
+
+// Fills rx_window_ with where the stage's next bytes go; returns how many.
+size_t TcpClientTransport::prepareWindow() {
+  rx_window_.clear();
+  switch (rx_stage_) {
+    case RxStage::kPreamble:
+      rx_window_.push_back({rx_preamble_.data() + rx_done_, rx_preamble_.size() - rx_done_});
+      break;
+    case RxStage::kHeader:
+      if (rx_done_ < rx_header_.size())
+        rx_window_.push_back({rx_header_.data() + rx_done_, rx_header_.size() - rx_done_});
+      break;
+    case RxStage::kPayload: {
+      // The next window of the destination, at most receive_piece bytes.
+      uint64_t want = std::min<uint64_t>(rx_remaining_, options_.receive_piece);
+      size_t index = rx_iov_index_;
+      size_t offset = rx_iov_offset_;
+      uint64_t planned = 0;
+      while (planned < want && index < rx_iov_.size() && rx_window_.size() < IOV_MAX) {
+        size_t n = std::min<uint64_t>(rx_iov_[index].iov_len - offset, want - planned);
+        if (n > 0)
+          rx_window_.push_back({static_cast<std::byte*>(rx_iov_[index].iov_base) + offset, n});
+        planned += n;
+        ++index;
+        offset = 0;
+      }
+      break;
+    }
+    case RxStage::kDrain:
+      if (rx_remaining_ > 0)
+        rx_window_.push_back({scratch_.data(), std::min<uint64_t>(rx_remaining_, scratch_.size())});
+      break;
+  }
+  size_t total = 0;
+  for (const auto& v : rx_window_) total += v.iov_len;
+  return total;
+}
+
+// Accounts for n bytes that landed in rx_window_; moves to the next stage when
+// this one is complete.
+void TcpClientTransport::advance(size_t n) {
+  switch (rx_stage_) {
+    case RxStage::kPreamble:
+      rx_done_ += n;
+      if (rx_done_ == rx_preamble_.size()) onPreamble();
+      return;
+    case RxStage::kHeader:
+      rx_done_ += n;
+      if (rx_done_ == rx_header_.size()) onHeader();
+      return;
+    case RxStage::kPayload:
+      rx_remaining_ -= n;
+      counters_.payload_bytes_received.fetch_add(n, std::memory_order_relaxed);
+      while (n > 0) {  // step the destination cursor over what arrived
+        size_t step = std::min(rx_iov_[rx_iov_index_].iov_len - rx_iov_offset_, n);
+        n -= step;
+        rx_iov_offset_ += step;
+        if (rx_iov_offset_ == rx_iov_[rx_iov_index_].iov_len) {
+          ++rx_iov_index_;
+          rx_iov_offset_ = 0;
+        }
+      }
+      return;  // receive() completes the payload at the piece boundary
+    case RxStage::kDrain:
+      rx_remaining_ -= n;
+      counters_.bytes_discarded.fetch_add(n, std::memory_order_relaxed);
+      if (rx_remaining_ == 0) readPreamble();
+      return;
+  }
+}
+
+void TcpClientTransport::readPreamble() {
+  rx_stage_ = RxStage::kPreamble;
+  rx_done_ = 0;
 }
 
 void TcpClientTransport::onPreamble() {
@@ -267,14 +390,8 @@ void TcpClientTransport::onPreamble() {
     return;
   }
   rx_header_.resize(rx_frame_.header_length);
-  asio::async_read(socket_, asio::buffer(rx_header_), [this](const error_code& ec, size_t) {
-    if (closed_) return;
-    if (ec) {
-      failConnection(asioError(ec, "receive reply header"));
-      return;
-    }
-    onHeader();
-  });
+  rx_stage_ = RxStage::kHeader;
+  rx_done_ = 0;
 }
 
 void TcpClientTransport::onHeader() {
@@ -340,44 +457,7 @@ void TcpClientTransport::onHeader() {
     rx_iov_ = rx_reply_.payload.toIovecs();
   }
   entry.state = rpc::RequestState::kReceiving;  // pin
-  receivePiece();
-}
-
-void TcpClientTransport::receivePiece() {
-  rpc::PendingRequest& entry = *table_.find(rx_xid_);  // pinned: cannot vanish
-  if (rx_remaining_ == 0 || entry.abandoned) {
-    onPayloadDone();
-    return;
-  }
-  // Next window of the destination, at most receive_piece bytes.
-  rx_window_.clear();
-  uint64_t want = std::min<uint64_t>(rx_remaining_, options_.receive_piece);
-  size_t index = rx_iov_index_;
-  size_t offset = rx_iov_offset_;
-  uint64_t planned = 0;
-  while (planned < want && index < rx_iov_.size()) {
-    size_t n = std::min<uint64_t>(rx_iov_[index].iov_len - offset, want - planned);
-    if (n > 0)
-      rx_window_.emplace_back(static_cast<std::byte*>(rx_iov_[index].iov_base) + offset, n);
-    planned += n;
-    offset += n;
-    if (offset == rx_iov_[index].iov_len) {
-      ++index;
-      offset = 0;
-    }
-  }
-  rx_iov_index_ = index;
-  rx_iov_offset_ = offset;
-  asio::async_read(socket_, rx_window_, [this](const error_code& ec, size_t n) {
-    if (closed_) return;
-    if (ec) {
-      failConnection(asioError(ec, "receive reply payload"));
-      return;
-    }
-    rx_remaining_ -= n;
-    counters_.payload_bytes_received.fetch_add(n, std::memory_order_relaxed);
-    receivePiece();
-  });
+  rx_stage_ = RxStage::kPayload;
 }
 
 void TcpClientTransport::onPayloadDone() {
@@ -391,6 +471,9 @@ void TcpClientTransport::onPayloadDone() {
     drain(rest);
     return;
   }
+  // Set before the completion runs: it may submit, and nothing here may
+  // touch the finished call's state afterwards.
+  readPreamble();
   if (entry.sending) {
     // The reply overtook our own write completion handler; the call's
     // payload memory is still referenced until that handler runs.
@@ -399,7 +482,6 @@ void TcpClientTransport::onPayloadDone() {
     finish(entry, std::move(rx_reply_));
   }
   rx_reply_ = rpc::ReplyData{};
-  readPreamble();
 }
 
 void TcpClientTransport::drain(uint64_t bytes) {
@@ -407,17 +489,8 @@ void TcpClientTransport::drain(uint64_t bytes) {
     readPreamble();
     return;
   }
-  size_t n = std::min<uint64_t>(bytes, scratch_.size());
-  asio::async_read(socket_, asio::buffer(scratch_.data(), n),
-                   [this, bytes](const error_code& ec, size_t got) {
-                     if (closed_) return;
-                     if (ec) {
-                       failConnection(asioError(ec, "drain reply payload"));
-                       return;
-                     }
-                     counters_.bytes_discarded.fetch_add(got, std::memory_order_relaxed);
-                     drain(bytes - got);
-                   });
+  rx_stage_ = RxStage::kDrain;
+  rx_remaining_ = bytes;
 }
 
 void TcpClientTransport::failConnection(Error error) {

@@ -120,7 +120,7 @@ class TcpClientTransport final : public rpc::Transport {
   Error close_error_;
 
   RxStage rx_stage_ = RxStage::kPreamble;
-  size_t rx_done_ = 0;  // bytes of the preamble or header received so far
+  size_t rx_done_ = 0;            // bytes of the preamble or header received so far
   std::vector<iovec> rx_window_;  // what the next recvmsg() fills
   rpc::PreambleBytes rx_preamble_{};
   rpc::Preamble rx_frame_;

@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   uint64_t iterations = 10000;
   uint64_t warmup = 100;
   bool json = false;
+  int64_t spin_us = -1;
   po::options_description desc("zcio-latency [options]");
   desc.add_options()("help,h", "show this help")("url", po::value(&url_text)->required(),
                                                  "tcp://host:port/file (the file must exist)")(
@@ -73,8 +74,10 @@ int main(int argc, char** argv) {
       "iterations", po::value(&iterations)->default_value(10000), "timed calls")(
       "warmup", po::value(&warmup)->default_value(100), "untimed calls first")(
       "mode", po::value(&mode_text)->default_value("direct"), "direct | regular")(
-      "op", po::value(&op)->default_value("read"), "read | write")("json", po::bool_switch(&json),
-                                                                   "print one JSON line");
+      "op", po::value(&op)->default_value("read"), "read | write")(
+      "spin-us", po::value(&spin_us),
+      "ClientOptions::sync_spin in microseconds (default: the library's)")(
+      "json", po::bool_switch(&json), "print one JSON line");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -96,7 +99,9 @@ int main(int argc, char** argv) {
 
   auto url = fops::parseUrl(url_text);
   if (!url) return fail(url.error().toString());
-  auto client = fops::Client::connect(url->endpoint());
+  fops::ClientOptions options;
+  if (spin_us >= 0) options.sync_spin = std::chrono::microseconds(spin_us);
+  auto client = fops::Client::connect(url->endpoint(), options);
   if (!client) return fail(client.error().toString());
   auto fh = (*client)->open(url->path, op == "read" ? O_RDONLY : O_WRONLY);
   if (!fh) return fail(fh.error().toString());

@@ -60,7 +60,8 @@ void zcio_options_init(struct zcio_options* options) {
                           d.write_behind ? 1 : 0,
                           d.write_behind_aggregate_bytes,
                           d.write_behind_window_bytes,
-                          static_cast<uint32_t>(d.write_behind_delay.count())};
+                          static_cast<uint32_t>(d.write_behind_delay.count()),
+                          static_cast<uint32_t>(d.sync_spin.count())};
 }
 
 zcio_client_t* zcio_connect_with(const char* url, const struct zcio_options* options) {
@@ -72,6 +73,7 @@ zcio_client_t* zcio_connect_with(const char* url, const struct zcio_options* opt
   o.write_behind_aggregate_bytes = options->write_behind_aggregate_bytes;
   o.write_behind_window_bytes = options->write_behind_window_bytes;
   o.write_behind_delay = std::chrono::milliseconds(options->write_behind_delay_ms);
+  o.sync_spin = std::chrono::microseconds(options->sync_spin_us);
   auto client = zcio::fops::Client::connect(url, o);
   if (failed(client)) return nullptr;
   return new (std::nothrow) zcio_client{std::move(*client)};

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "base/log.h"
+#include "fops/sync_waiter.h"
 #include "fops/url.h"
 #include "iobuf/buffer_pool.h"
 #include "tcp/client_transport.h"
@@ -39,12 +40,6 @@ uint32_t toWireFlags(int flags) {
 
 FileStat toStat(const pb::Attr& a) {
   return FileStat{a.size(), a.mode(), a.mtime_ns(), a.ino()};
-}
-
-// Waits for an async completion on the calling thread.
-template <typename T>
-Result<T> waitFor(std::future<Result<T>>& future) {
-  return future.get();
 }
 
 }  // namespace
@@ -137,12 +132,11 @@ rpc::CallPtr Client::makeCall(pb::Op op, HeaderCallback done) {
 }
 
 Result<rpc::ReplyData> Client::roundTrip(rpc::CallPtr call) {
-  std::promise<Result<rpc::ReplyData>> promise;
-  auto future = promise.get_future();
-  call->done = [&promise](Result<rpc::ReplyData> r) { promise.set_value(std::move(r)); };
+  SyncWaiter<Result<rpc::ReplyData>> waiter(options_.sync_spin);
+  call->done = [&waiter](Result<rpc::ReplyData> r) { waiter.set(std::move(r)); };
   requests_.fetch_add(1, std::memory_order_relaxed);
   transport_->submit(call);
-  auto reply = future.get();
+  auto reply = waiter.wait();
   if (!reply) return reply.error();
   ZCIO_RETURN_IF_ERROR(replyStatus(*reply));
   return reply;
@@ -387,15 +381,12 @@ void Client::cancel(const AsyncCall& call) {
   if (call.call()) transport_->cancel(call.call());
 }
 
-namespace {
 template <typename Start>
-Result<size_t> runSync(Start&& start) {
-  std::promise<Result<size_t>> promise;
-  auto future = promise.get_future();
-  start([&promise](Result<size_t> r) { promise.set_value(std::move(r)); });
-  return future.get();
+Result<size_t> Client::runSync(Start&& start) {
+  SyncWaiter<Result<size_t>> waiter(options_.sync_spin);
+  start([&waiter](Result<size_t> r) { waiter.set(std::move(r)); });
+  return waiter.wait();
 }
-}  // namespace
 
 Result<size_t> Client::preadv(FileHandle fh, std::span<const iovec> iov, uint64_t offset) {
   return runSync(

@@ -95,6 +95,9 @@ struct ClientOptions {
   uint64_t write_behind_aggregate_bytes = 128 * 1024;    // largest collapsed write
   uint64_t write_behind_window_bytes = 4 * 1024 * 1024;  // outstanding before writers are held
   std::chrono::milliseconds write_behind_delay{10};      // staged data waits at most this
+  // A synchronous call spins this long for its reply before it sleeps (see
+  // fops/sync_waiter.h); 0 sleeps at once.
+  std::chrono::microseconds sync_spin{50};
 };
 
 // Per-file switches (setFileOptions): a layer is used for a file when it is
@@ -189,6 +192,8 @@ class Client {
   using HeaderCallback = std::function<void(Result<rpc::ReplyData>)>;
   rpc::CallPtr makeCall(rpc::pb::Op op, HeaderCallback done);
   Result<rpc::ReplyData> roundTrip(rpc::CallPtr call);
+  template <typename Start>
+  Result<size_t> runSync(Start&& start);
 
   struct FileInfo {
     uint64_t cache_key = 0;  // the inode, or a key derived from the handle

@@ -51,6 +51,7 @@ struct zcio_options {
   uint64_t write_behind_aggregate_bytes; /* largest collapsed write; 128 KiB */
   uint64_t write_behind_window_bytes;    /* outstanding before writers wait; 4 MiB */
   uint32_t write_behind_delay_ms;        /* staged data waits at most this; 10 */
+  uint32_t sync_spin_us; /* a blocking call spins this long for its reply, then sleeps; 50 */
 };
 void zcio_options_init(struct zcio_options* options);
 zcio_client_t* zcio_connect_with(const char* url, const struct zcio_options* options);

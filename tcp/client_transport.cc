@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -76,13 +77,26 @@ Result<void> TcpClientTransport::open(const std::string& host, uint16_t port) {
     }
     return asioError(ec, "connect to " + host + ":" + std::to_string(port));
   }
+  // Asio registered the socket for EPOLLOUT to connect, edge-triggered, and
+  // keeps that for the socket's life: every ACK would then wake the io
+  // thread. A fresh registration of the same connection watches only
+  // EPOLLIN (EPOLLOUT comes back only if a write ever has to wait).
+  int fd = ::dup(socket_.native_handle());
+  if (fd < 0) return makeError(errno, std::string("dup: ") + std::strerror(errno));
+  auto protocol = socket_.local_endpoint(ec).protocol();
+  socket_.close(ec);
+  socket_.assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    return asioError(ec, "socket");
+  }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   auto local = socket_.local_endpoint(ec);
   auto remote = socket_.remote_endpoint(ec);
   description_ = "tcp " + local.address().to_string() + ":" + std::to_string(local.port()) +
                  " -> " + remote.address().to_string() + ":" + std::to_string(remote.port());
   readPreamble();
-  asio::post(io_, [this] { receive(); });
+  asio::post(io_, [this] { locked([this] { receive(); }); });
   thread_ = std::thread([this] { io_.run(); });
   return okResult();
 }
@@ -91,17 +105,44 @@ TcpClientTransport::~TcpClientTransport() {
   shutdown();
 }
 
-void TcpClientTransport::submit(rpc::CallPtr call) {
+template <typename Fn>
+void TcpClientTransport::locked(Fn&& fn) {
+  Completions done;
   {
-    std::lock_guard lock(lifecycle_mutex_);
+    std::lock_guard lock(state_mutex_);
+    fn();
+    done.swap(completions_);
+  }
+  runCompletions(done);
+}
+
+void TcpClientTransport::runCompletions(Completions& done) {
+  for (auto& [call, result] : done) call->done(std::move(result));
+}
+
+void TcpClientTransport::submit(rpc::CallPtr call) {
+  // Started on the caller's thread: the frame is usually on the wire before
+  // this returns, with no hop to the io thread (one wake-up less per call).
+  Completions failed;
+  {
+    std::lock_guard life(lifecycle_mutex_);
     if (!stopping_) {
-      if (io_.get_executor().running_in_this_thread()) {
-        start(std::move(call));  // from a completion: no thread hop needed
-      } else {
-        asio::post(io_, [this, call = std::move(call)]() mutable { start(std::move(call)); });
+      {
+        std::lock_guard lock(state_mutex_);
+        start(std::move(call));
+        failed.swap(completions_);
       }
-      return;
+      if (failed.empty()) return;
+      if (!io_.get_executor().running_in_this_thread()) {
+        // Completions run on the transport's thread, errors included.
+        asio::post(io_, [this, failed = std::move(failed)]() mutable { runCompletions(failed); });
+        return;
+      }
     }
+  }
+  if (!failed.empty()) {
+    runCompletions(failed);
+    return;
   }
   call->done(makeError(ESHUTDOWN, "transport is shut down"));
 }
@@ -110,10 +151,12 @@ void TcpClientTransport::cancel(rpc::CallPtr call) {
   std::lock_guard lock(lifecycle_mutex_);
   if (stopping_) return;
   asio::post(io_, [this, call = std::move(call)] {
-    rpc::PendingRequest* entry = table_.find(call->xid);
-    if (entry == nullptr || entry->call != call) return;  // already completed
-    counters_.cancels.fetch_add(1, std::memory_order_relaxed);
-    abandon(*entry, makeError(ECANCELED, "call cancelled"));
+    locked([&] {
+      rpc::PendingRequest* entry = table_.find(call->xid);
+      if (entry == nullptr || entry->call != call) return;  // already completed
+      counters_.cancels.fetch_add(1, std::memory_order_relaxed);
+      abandon(*entry, makeError(ECANCELED, "call cancelled"));
+    });
   });
 }
 
@@ -123,8 +166,10 @@ void TcpClientTransport::shutdown() {
     if (stopping_) return;
     stopping_ = true;
     asio::post(io_, [this] {
-      failConnection(makeError(ESHUTDOWN, "transport is shut down"));
-      sweep_timer_.cancel();
+      locked([this] {
+        failConnection(makeError(ESHUTDOWN, "transport is shut down"));
+        sweep_timer_.cancel();
+      });
     });
     work_.reset();
   }
@@ -133,13 +178,13 @@ void TcpClientTransport::shutdown() {
 
 void TcpClientTransport::start(rpc::CallPtr call) {
   if (closed_) {
-    call->done(close_error_);
+    completions_.emplace_back(std::move(call), close_error_);
     return;
   }
   auto deadline = std::chrono::steady_clock::now() + call->timeout;
   auto inserted = table_.insert(call, deadline);
   if (!inserted) {
-    call->done(inserted.error());
+    completions_.emplace_back(std::move(call), inserted.error());
     return;
   }
   rpc::PendingRequest& entry = **inserted;
@@ -162,42 +207,89 @@ void TcpClientTransport::start(rpc::CallPtr call) {
 }
 
 void TcpClientTransport::flushSends() {
-  if (writing_ || closed_ || send_queue_.empty()) return;
-  send_buffers_.clear();
-  sending_batch_.clear();
-  size_t taken = 0;
-  for (; taken < send_queue_.size() && sending_batch_.size() < kMaxGatherFrames; ++taken) {
-    uint64_t xid = send_queue_[taken];
-    rpc::PendingRequest* entry = table_.find(xid);
-    if (entry == nullptr) continue;  // cancelled before it reached the wire
-    SlotFrame& frame = frameOf(xid);
-    frame.on_wire = true;
-    send_buffers_.emplace_back(frame.preamble.data(), frame.preamble.size());
-    send_buffers_.emplace_back(frame.header.data(), frame.header.size());
-    for (const auto& s : entry->call->payload.slices()) {
-      send_buffers_.emplace_back(s.data(), s.length);
+  while (!writing_ && !closed_ && !send_queue_.empty()) {
+    send_buffers_.clear();
+    sending_batch_.clear();
+    size_t taken = 0;
+    size_t total = 0;
+    for (; taken < send_queue_.size() && sending_batch_.size() < kMaxGatherFrames; ++taken) {
+      uint64_t xid = send_queue_[taken];
+      rpc::PendingRequest* entry = table_.find(xid);
+      if (entry == nullptr) continue;  // cancelled before it reached the wire
+      SlotFrame& frame = frameOf(xid);
+      frame.on_wire = true;
+      send_buffers_.emplace_back(frame.preamble.data(), frame.preamble.size());
+      send_buffers_.emplace_back(frame.header.data(), frame.header.size());
+      total += frame.preamble.size() + frame.header.size();
+      for (const auto& s : entry->call->payload.slices()) {
+        send_buffers_.emplace_back(s.data(), s.length);
+        total += s.length;
+      }
+      sending_batch_.push_back(xid);
     }
-    sending_batch_.push_back(xid);
+    send_queue_.erase(send_queue_.begin(), send_queue_.begin() + static_cast<long>(taken));
+    if (sending_batch_.empty()) return;
+    auto sent = sendNow();
+    if (!sent) {
+      failConnection(sent.error());
+      return;
+    }
+    if (*sent == total) {  // all on the wire: no write handler, no io-thread wake-up
+      std::vector<uint64_t> batch;
+      batch.swap(sending_batch_);
+      onSent(batch);
+      continue;
+    }
+    skipSent(*sent);
+    writing_ = true;
+    asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer},
+                      [this](const error_code& ec, size_t) {
+                        locked([&] {
+                          writing_ = false;
+                          if (closed_) return;
+                          if (ec) {
+                            failConnection(asioError(ec, "send to server"));
+                            return;
+                          }
+                          // Taken out first: a completion run by onSent may submit
+                          // a call, which starts the next write and refills
+                          // sending_batch_ while this batch is still being walked.
+                          std::vector<uint64_t> sent;
+                          sent.swap(sending_batch_);
+                          onSent(sent);
+                          flushSends();
+                        });
+                      });
+    return;
   }
-  send_queue_.erase(send_queue_.begin(), send_queue_.begin() + static_cast<long>(taken));
-  if (sending_batch_.empty()) return;
-  writing_ = true;
-  asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer},
-                    [this](const error_code& ec, size_t) {
-                      writing_ = false;
-                      if (closed_) return;
-                      if (ec) {
-                        failConnection(asioError(ec, "send to server"));
-                        return;
-                      }
-                      // Taken out first: a completion run by onSent may submit
-                      // a call, which starts the next write and refills
-                      // sending_batch_ while this batch is still being walked.
-                      std::vector<uint64_t> sent;
-                      sent.swap(sending_batch_);
-                      onSent(sent);
-                      flushSends();
-                    });
+}
+
+// One non-blocking sendmsg() of send_buffers_: how much the socket took.
+Result<size_t> TcpClientTransport::sendNow() {
+  std::vector<iovec>& iov = send_iov_;
+  iov.clear();
+  for (const auto& b : send_buffers_) {
+    if (iov.size() == IOV_MAX) break;
+    iov.push_back({const_cast<void*>(b.data()), b.size()});
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  for (;;) {
+    ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    return makeError(errno, std::string("send to server: ") + std::strerror(errno));
+  }
+}
+
+// Drops the first n bytes of send_buffers_ (they are on the wire).
+void TcpClientTransport::skipSent(size_t n) {
+  size_t i = 0;
+  while (i < send_buffers_.size() && n >= send_buffers_[i].size()) n -= send_buffers_[i++].size();
+  send_buffers_.erase(send_buffers_.begin(), send_buffers_.begin() + static_cast<long>(i));
+  if (n > 0) send_buffers_.front() += n;
 }
 
 void TcpClientTransport::onSent(const std::vector<uint64_t>& xids) {
@@ -242,7 +334,7 @@ void TcpClientTransport::abandon(rpc::PendingRequest& entry, Error error) {
 void TcpClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
   rpc::CallPtr call = std::move(entry.call);
   table_.erase(&entry);
-  call->done(std::move(result));
+  completions_.emplace_back(std::move(call), std::move(result));  // run once the lock is let go
 }
 
 // ---- receive path -------------------------------------------------------
@@ -263,7 +355,9 @@ void TcpClientTransport::receive() {
     }
     if (budget == 0) {  // let sends, cancels and the sweep run, then go on
       asio::post(io_, [this] {
-        if (!closed_) receive();
+        locked([this] {
+          if (!closed_) receive();
+        });
       });
       return;
     }
@@ -292,12 +386,14 @@ void TcpClientTransport::receive() {
 
 void TcpClientTransport::waitReadable() {
   socket_.async_wait(asio::ip::tcp::socket::wait_read, [this](const error_code& ec) {
-    if (closed_) return;
-    if (ec) {
-      failConnection(asioError(ec, "wait for the server"));
-      return;
-    }
-    receive();
+    locked([&] {
+      if (closed_) return;
+      if (ec) {
+        failConnection(asioError(ec, "wait for the server"));
+        return;
+      }
+      receive();
+    });
   });
 }
 
@@ -520,9 +616,11 @@ void TcpClientTransport::armSweep() {
   sweep_armed_ = true;
   sweep_timer_.expires_after(options_.sweep_period);
   sweep_timer_.async_wait([this](const error_code& ec) {
-    sweep_armed_ = false;
-    if (ec || closed_) return;
-    sweep();
+    locked([&] {
+      sweep_armed_ = false;
+      if (ec || closed_) return;
+      sweep();
+    });
   });
 }
 

@@ -18,8 +18,12 @@
 // Write path: frames are gathered (writev) from the caller's memory.
 //
 // Threading: one io thread per connection runs every handler and every
-// completion; the request table is touched only there, so it takes no lock.
-// submit/cancel/shutdown are thread-safe and just post to that thread.
+// completion. The connection's state (request table, send and receive state)
+// is guarded by one mutex, held by those handlers and by submit(), which
+// starts a call on the caller's thread and usually puts its frame on the wire
+// itself: a synchronous call then costs no hop to the io thread. Completions
+// run on the io thread with that mutex released (they may submit).
+// cancel/shutdown are thread-safe and post to the io thread.
 #pragma once
 
 #include <memory>
@@ -76,7 +80,13 @@ class TcpClientTransport final : public rpc::Transport {
   void start(rpc::CallPtr call);
   void abandon(rpc::PendingRequest& entry, Error error);
   void finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result);
+  using Completions = std::vector<std::pair<rpc::CallPtr, Result<rpc::ReplyData>>>;
+  template <typename Fn>
+  void locked(Fn&& fn);  // fn under state_mutex_, then the completions it made
+  void runCompletions(Completions& done);
   void flushSends();
+  Result<size_t> sendNow();
+  void skipSent(size_t n);
   void onSent(const std::vector<uint64_t>& xids);
 
   // Receive state machine: which part of a frame the next bytes belong to.
@@ -108,12 +118,15 @@ class TcpClientTransport final : public rpc::Transport {
   std::mutex lifecycle_mutex_;  // orders submit() against shutdown()
   bool stopping_ = false;       // under lifecycle_mutex_
 
-  // Io-thread state below.
+  // Connection state below: under state_mutex_.
+  std::mutex state_mutex_;
+  Completions completions_;  // finished calls, run after the lock is let go
   rpc::RequestTable table_;
   std::vector<SlotFrame> frames_;
   std::vector<uint64_t> send_queue_;
   std::vector<uint64_t> sending_batch_;
   std::vector<asio::const_buffer> send_buffers_;
+  std::vector<iovec> send_iov_;
   bool writing_ = false;
   bool sweep_armed_ = false;
   bool closed_ = false;

@@ -177,6 +177,8 @@ TEST_F(CApi, CachingLayersSwitchOnPerClientAndOffPerFile) {
   EXPECT_EQ(o.io_cache_bytes, 0u) << "the io-cache is off by default";
   EXPECT_EQ(o.write_behind, 0) << "write-behind is off by default";
   EXPECT_EQ(o.timeout_ms, 60000u);
+  EXPECT_EQ(o.sync_spin_us, 50u) << "blocking calls spin 50 us by default";
+  o.sync_spin_us = 0;  // this client sleeps at once; its calls must still complete
   o.io_cache_bytes = 1 << 20;
   o.write_behind = 1;
   o.write_behind_delay_ms = 60000;  // only fsync/close/caps send staged data

@@ -38,6 +38,7 @@ struct Common {
   bool json = false;
   bool sha256 = false;
   bool whole = false;
+  bool no_windows = false;
 };
 
 void addCommon(po::options_description& desc, Common& c) {
@@ -46,7 +47,9 @@ void addCommon(po::options_description& desc, Common& c) {
       "block", po::value(&c.block)->default_value("1M"), "block size per call (K/M/G)")(
       "qd", po::value(&c.qd)->default_value(8), "calls in flight")(
       "sha256", po::bool_switch(&c.sha256), "print the SHA-256 of the data")(
-      "json", po::bool_switch(&c.json), "print one JSON line instead of text");
+      "json", po::bool_switch(&c.json), "print one JSON line instead of text")(
+      "no-memory-windows", po::bool_switch(&c.no_windows),
+      "rdma://: register each call's memory instead of binding windows (comparisons)");
 }
 
 Result<tools::TransferOptions> toOptions(const Common& c) {
@@ -111,11 +114,14 @@ bool parse(int argc, char** argv, po::options_description& desc,
   return true;
 }
 
-Result<std::pair<std::unique_ptr<fops::Client>, std::string>> connectTo(const std::string& text) {
+Result<std::pair<std::unique_ptr<fops::Client>, std::string>> connectTo(const std::string& text,
+                                                                        const Common& c) {
   auto url = fops::parseUrl(text);
   if (!url) return url.error();
   if (url->path.empty()) return makeError(EINVAL, "URL '" + text + "' names no file");
-  auto client = fops::Client::connect(url->endpoint());
+  fops::ClientOptions options;
+  options.rdma.memory_windows = !c.no_windows;
+  auto client = fops::Client::connect(url->endpoint(), options);
   if (!client) return client.error();
   return std::make_pair(std::move(*client), url->path);
 }
@@ -131,7 +137,7 @@ int cmdRead(int argc, char** argv) {
   if (!parse(argc, argv, desc, {"url"}, vm)) return 2;
   auto o = toOptions(c);
   if (!o) return fail(o.error().toString());
-  auto conn = connectTo(target);
+  auto conn = connectTo(target, c);
   if (!conn) return fail(conn.error().toString());
   auto& [client, path] = *conn;
   auto fh = client->open(path, O_RDONLY);
@@ -161,7 +167,7 @@ int cmdWrite(int argc, char** argv) {
   if (fd < 0) return fail(errnoError(("open " + local).c_str()).toString());
   struct stat st {};
   ::fstat(fd, &st);
-  auto conn = connectTo(target);
+  auto conn = connectTo(target, c);
   if (!conn) return fail(conn.error().toString());
   auto& [client, path] = *conn;
   auto fh = client->open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);

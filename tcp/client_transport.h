@@ -3,17 +3,16 @@
 // Read path: the reader takes the 32-byte preamble, then the header, looks
 // the xid up in the request table, and receives the payload *straight into*
 // the call's destination: the user's iov for direct calls (no user-space
-// copy), pool buffers for regular ones. The payload is walked in pieces of
-// `receive_piece` bytes (64-256 KiB recv()s beat one huge recv() here; see
-// DESIGN.md), and a cancel or timeout that arrives mid-payload takes effect at
-// the next piece boundary: the rest is drained into scratch, then the call
-// completes.
+// copy), pool buffers for regular ones. The payload is received in recvmsg()s
+// of at most 64 KiB (and `receive_piece`), and a cancel or timeout that
+// arrives mid-payload takes effect at the next piece boundary: the rest is
+// drained into scratch, then the call completes.
 //
 // The reader calls recvmsg(MSG_DONTWAIT) itself while the socket has data and
-// only asks the reactor to wait when it runs dry: a composed async_read pays a
-// handler dispatch and an epoll_wait per 64 KiB segment (~18 per MiB), which
-// was most of what direct reads cost above the raw-socket pair. It yields to
-// other handlers (sends, cancels, the sweep) every `receive_budget` bytes.
+// only asks the reactor to wait when it runs dry (a composed async_read paid
+// a handler dispatch and an epoll_wait per 64 KiB). It yields to other
+// handlers (sends, cancels, the sweep) every `receive_budget` bytes and after
+// each reply, so completions — which issue the next calls — run at once.
 //
 // Write path: frames are gathered (writev) from the caller's memory.
 //

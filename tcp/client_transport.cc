@@ -256,9 +256,9 @@ void TcpClientTransport::flushSends() {
                             failConnection(asioError(ec, "send to server"));
                             return;
                           }
-                          // Taken out first: a completion run by onSent may submit
-                          // a call, which starts the next write and refills
-                          // sending_batch_ while this batch is still being walked.
+                          // Taken out first: onSent may start the next write
+                          // (via a parked reply's completion once the lock is
+                          // let go), which refills sending_batch_.
                           std::vector<uint64_t> sent;
                           sent.swap(sending_batch_);
                           onSent(sent);

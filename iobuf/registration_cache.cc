@@ -14,26 +14,49 @@
 namespace zcio::iobuf {
 namespace detail {
 
-struct CacheEntry {
+// The state word: references in the low half, and the two conditions under
+// which dropping the last reference needs the mutex.
+constexpr uint64_t kRefMask = 0xffffffffu;
+constexpr uint64_t kUnfindable = uint64_t{1} << 32;  // !findable: the last release retires it
+constexpr uint64_t kOffLru = uint64_t{1} << 33;  // eviction unlinked it: the last release relinks
+constexpr uint64_t kNeedsLock = kUnfindable | kOffLru;
+
+// What a hit reads (begin..state) shares one cache line.
+struct alignas(64) CacheEntry {
   uintptr_t begin = 0;
   uintptr_t end = 0;
   uint32_t access = 0;
   RegistrationKeys keys;
-  uint32_t refs = 0;
+  // Changed with atomic read-modify-writes only (lockless hits and releases
+  // race with the mutex holder), so that exactly one party sees the last
+  // reference drop from an entry that needs the mutex.
+  std::atomic<uint64_t> state{kUnfindable};
+  std::atomic<bool> used{false};  // hit since it last went to the LRU tail
   uint32_t pins = 0;
-  bool findable = false;  // in map_ or pinned_map_
+  bool findable = false;  // in map_ or pinned_map_ (mirrored by !kUnfindable)
   bool in_pinned_map = false;
   bool watched = false;  // its pages are registered with the monitor
   bool in_lru = false;
-  bool used = false;  // hit since it last went to the LRU tail
   CacheEntry* lru_prev = nullptr;
   CacheEntry* lru_next = nullptr;
   std::multimap<uintptr_t, CacheEntry*>::iterator position;
 
   size_t length() const { return end - begin; }
+  uint32_t refs() const {
+    return static_cast<uint32_t>(state.load(std::memory_order_acquire) & kRefMask);
+  }
+  // The CLOCK bit; read first so that a hot entry's line is not written again.
+  void markUsed() {
+    if (!used.load(std::memory_order_relaxed)) used.store(true, std::memory_order_relaxed);
+  }
 };
 
 }  // namespace detail
+
+using detail::kNeedsLock;
+using detail::kOffLru;
+using detail::kRefMask;
+using detail::kUnfindable;
 
 namespace {
 
@@ -96,7 +119,8 @@ RegistrationCache::RegistrationCache(MemoryRegistrar& registrar, Options options
       page_size_(static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE))),
       fork_generation_(forkGeneration()) {
   page_shift_ = static_cast<unsigned>(__builtin_ctzl(page_size_));
-  index_.assign(1024, IndexSlot{0, nullptr});
+  index_tables_.push_back(std::make_unique<IndexTable>(1024));
+  index_.store(index_tables_.back().get(), std::memory_order_release);
   prefault_supported_ = prefaultSupported(page_size_);
   if (!options_.monitor_unmaps) {
     fallback_reason_ = "unmap monitor disabled by Options::monitor_unmaps";
@@ -134,18 +158,24 @@ RegistrationCache::~RegistrationCache() {
   std::vector<Entry*> dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stats_.in_use != 0) {
-      ZCIO_LOG(kError, "registration cache destroyed with ", stats_.in_use,
+    uint64_t in_use = 0;
+    for (const auto& entry : all_entries_) in_use += entry->refs();
+    if (in_use != 0) {
+      ZCIO_LOG(kError, "registration cache destroyed with ", in_use,
                " registrations still referenced; leaking them");
     }
     for (EntryMap* map : {&map_, &pinned_map_}) {
       for (auto& [begin, entry] : *map) {
-        if (entry->refs == 0) dead.push_back(entry);
+        if (entry->refs() == 0) dead.push_back(entry);
       }
       map->clear();
     }
   }
   destroyDead(dead);
+  // Entries still referenced are leaked with their registrations (logged above).
+  for (auto& entry : all_entries_) {
+    if (entry->refs() != 0) (void)entry.release();
+  }
 }
 
 bool RegistrationCache::forkedChild() const {
@@ -172,6 +202,11 @@ Result<RegistrationRef> RegistrationCache::acquire(const void* addr, size_t leng
   uintptr_t begin = 0;
   uintptr_t end = 0;
   ZCIO_RETURN_IF_ERROR(roundRange(addr, length, &begin, &end));
+  if (Entry* hit = tryLocklessHit(begin, end, access)) {
+    RegistrationRef ref = refTo(this, hit);
+    ref.hit_ = true;
+    return ref;
+  }
   std::vector<Entry*> dead;
   RegistrationRef ref;
   {
@@ -179,8 +214,8 @@ Result<RegistrationRef> RegistrationCache::acquire(const void* addr, size_t leng
     syncLocked(dead);  // apply every unmap the monitor has read: see header
     Entry* hit = forkedChild() ? nullptr : findCoveringLocked(begin, end, access);
     if (hit != nullptr) {
-      ++stats_.hits;
-      hit->used = true;
+      countHit();
+      hit->markUsed();
       ref = makeRefLocked(hit);
       ref.hit_ = true;
     } else {
@@ -274,7 +309,9 @@ RegistrationCache::Stats RegistrationCache::stats() const {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     copy = stats_;
+    for (const auto& entry : all_entries_) copy.in_use += entry->refs();
   }
+  copy.hits = hits_.load(std::memory_order_relaxed);
   if (monitor_) copy.monitor = monitor_->counters();
   return copy;
 }
@@ -337,16 +374,12 @@ Result<RegistrationRef> RegistrationCache::registerNew(uintptr_t begin, uintptr_
       return keys.error();
     }
 
-    auto* entry = new Entry;
-    entry->begin = begin;
-    entry->end = end;
-    entry->access = access;
-    entry->keys = *keys;
     RegistrationRef ref;
     bool stale = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       syncLocked(dead);
+      Entry* entry = newEntryLocked(begin, end, access, *keys);
       stats_.registered_bytes += length;
       if (watched) removePendingLocked(begin, end);
       stale = watched && invalidatedSinceLocked(seq, begin, end);
@@ -396,31 +429,86 @@ Result<RegistrationRef> RegistrationCache::registerNew(uintptr_t begin, uintptr_
 // ---------------------------------------------------------------------------
 // References
 
-RegistrationRef RegistrationCache::makeRefLocked(Entry* entry) {
-  ++entry->refs;  // stays on the LRU list: eviction skips (and unlinks) referenced entries
-  ++stats_.in_use;
+RegistrationRef RegistrationCache::refTo(RegistrationCache* cache, Entry* entry) {
   RegistrationRef ref;
-  ref.cache_ = this;
+  ref.cache_ = cache;
   ref.entry_ = entry;
   ref.keys_ = entry->keys;
   ref.begin_ = entry->begin;
   ref.length_ = entry->length();
   ref.access_ = entry->access;
-  ref.cached_ = entry->findable;
+  ref.cached_ = (entry->state.load(std::memory_order_relaxed) & kUnfindable) == 0;
   return ref;
 }
 
+RegistrationRef RegistrationCache::makeRefLocked(Entry* entry) {
+  // Stays on the LRU list: eviction skips (and unlinks) referenced entries.
+  entry->state.fetch_add(1, std::memory_order_acquire);
+  return refTo(this, entry);
+}
+
+void RegistrationCache::countHit() {
+  // A plain increment of an atomic: no locked instruction on the hit path, at
+  // the price of an occasional lost count when threads hit at the same time.
+  hits_.store(hits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+RegistrationCache::Entry* RegistrationCache::tryLocklessHit(uintptr_t begin, uintptr_t end,
+                                                            uint32_t access) {
+  if (!monitor_ || forkedChild()) return nullptr;
+  // The monitor has read unmaps that nobody has applied: the locked path must
+  // apply them before anything is looked up (the rule in the header).
+  if (monitor_->readsStarted() != consumed_ticket_.load(std::memory_order_acquire)) return nullptr;
+  const IndexTable* table = index_.load(std::memory_order_acquire);
+  size_t i = indexHome(begin, table->mask);
+  for (int probe = 0; probe < kMaxLocklessProbes; ++probe, i = (i + 1) & table->mask) {
+    const IndexSlot& slot = table->slots[i];
+    const uintptr_t slot_begin = slot.begin.load(std::memory_order_relaxed);
+    if (slot_begin == 0) return nullptr;
+    if (slot_begin != begin) continue;
+    Entry* entry = slot.entry.load(std::memory_order_acquire);
+    if (entry == nullptr) return nullptr;
+    if (options_.after_lockless_probe) options_.after_lockless_probe();
+    uint64_t state = entry->state.load(std::memory_order_relaxed);
+    do {
+      if ((state & kUnfindable) != 0 || (state & kRefMask) == kRefMask) return nullptr;
+    } while (!entry->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
+                                                 std::memory_order_relaxed));
+    // Referenced and findable when taken, so this incarnation of the entry
+    // cannot be recycled under us: its fields are stable and ours to check
+    // (the slot may have been stale or torn by a concurrent writer).
+    if (entry->begin == begin && entry->end >= end && (entry->access & access) == access) {
+      countHit();
+      entry->markUsed();
+      return entry;
+    }
+    release(entry);
+    return nullptr;
+  }
+  return nullptr;
+}
+
 void RegistrationCache::release(Entry* entry) {
+  // Not the last reference, or the last one of an entry that stays cached and
+  // linked: one CAS, no mutex. The entry must not be touched after it.
+  uint64_t state = entry->state.load(std::memory_order_relaxed);
+  while ((state & kRefMask) != 1 || (state & kNeedsLock) == 0) {
+    if (entry->state.compare_exchange_weak(state, state - 1, std::memory_order_acq_rel,
+                                           std::memory_order_relaxed)) {
+      return;
+    }
+  }
   std::vector<Entry*> dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     syncLocked(dead);  // may retire `entry`; then the decrement below finishes it
-    --stats_.in_use;
-    if (--entry->refs == 0) {
+    const uint64_t before = entry->state.fetch_sub(1, std::memory_order_acq_rel);
+    if ((before & kRefMask) == 1) {
       if (!entry->findable) {
         markDeadLocked(entry, dead);
-      } else if (entry->pins == 0) {
-        if (!entry->in_lru) lruPushLocked(entry);
+      } else if (entry->pins == 0 && !entry->in_lru) {
+        entry->state.fetch_and(~kOffLru, std::memory_order_relaxed);
+        lruPushLocked(entry);
         if (overLimitsLocked()) enforceLimitsLocked(dead);
       }
     }
@@ -433,6 +521,8 @@ void RegistrationCache::markDeadLocked(Entry* entry, std::vector<Entry*>& dead) 
   dead.push_back(entry);
 }
 
+// Dead entries go back to the pool: a lockless hit may still be reading one
+// through a stale index slot (its CAS then fails on kUnfindable).
 void RegistrationCache::destroyDead(std::vector<Entry*>& dead) {
   for (Entry* entry : dead) {
     auto done = registrar_.deregister(entry->keys);
@@ -440,9 +530,36 @@ void RegistrationCache::destroyDead(std::vector<Entry*>& dead) {
       ZCIO_LOG(kWarn, "registration cache: deregister [", reinterpret_cast<void*>(entry->begin),
                ", +", entry->length(), ") failed: ", done.error().toString());
     }
-    delete entry;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_entries_.insert(free_entries_.end(), dead.begin(), dead.end());
   }
   dead.clear();
+}
+
+RegistrationCache::Entry* RegistrationCache::newEntryLocked(uintptr_t begin, uintptr_t end,
+                                                            uint32_t access,
+                                                            const RegistrationKeys& keys) {
+  Entry* entry = nullptr;
+  if (free_entries_.empty()) {
+    all_entries_.push_back(std::make_unique<Entry>());
+    entry = all_entries_.back().get();
+  } else {
+    entry = free_entries_.back();
+    free_entries_.pop_back();
+    // Unfindable with no references since it died: a lockless CAS fails on
+    // it, so these plain writes race with no reader of the fields.
+    entry->pins = 0;
+    entry->in_pinned_map = entry->watched = entry->in_lru = false;
+    entry->lru_prev = entry->lru_next = nullptr;
+    entry->used.store(false, std::memory_order_relaxed);
+  }
+  entry->begin = begin;
+  entry->end = end;
+  entry->access = access;
+  entry->keys = keys;
+  return entry;
 }
 
 // ---------------------------------------------------------------------------
@@ -451,10 +568,11 @@ void RegistrationCache::destroyDead(std::vector<Entry*>& dead) {
 void RegistrationCache::syncLocked(std::vector<Entry*>& dead) {
   if (!monitor_) return;
   const uint64_t started = monitor_->readsStarted();
-  if (started == consumed_ticket_) return;  // the hit path: nothing read since last time
+  // The hit path: nothing read since last time.
+  if (started == consumed_ticket_.load(std::memory_order_relaxed)) return;
   monitor_->waitPublished(started);
   monitor_->consume([&](const AddressSpaceEvent& event) { applyEventLocked(event, dead); });
-  consumed_ticket_ = started;
+  consumed_ticket_.store(started, std::memory_order_release);  // lockless hits may go on
 }
 
 void RegistrationCache::applyEventLocked(const AddressSpaceEvent& event,
@@ -635,10 +753,12 @@ void RegistrationCache::insertLocked(Entry* entry) {
     ++stats_.pinned_entries;
   } else {
     unpinned_bytes_ += entry->length();
-    entry->used = false;
+    entry->used.store(false, std::memory_order_relaxed);
     lruPushLocked(entry);
   }
   indexInsertLocked(entry);
+  // Publishes the fields written while it was unfindable to lockless hits.
+  entry->state.fetch_and(~kNeedsLock, std::memory_order_release);
 }
 
 void RegistrationCache::eraseFromMapLocked(Entry* entry) {
@@ -648,6 +768,8 @@ void RegistrationCache::eraseFromMapLocked(Entry* entry) {
   if (map.empty()) (entry->in_pinned_map ? pinned_max_length_ : max_length_) = 0;
   if (entry->in_lru) lruUnlinkLocked(entry);
   entry->findable = false;
+  // From here a lockless hit fails on it, and its last release takes the mutex.
+  entry->state.fetch_or(kUnfindable, std::memory_order_acq_rel);
   stats_.cached_bytes -= entry->length();
   --stats_.entries;
   if (entry->in_pinned_map) {
@@ -662,7 +784,9 @@ void RegistrationCache::eraseFromMapLocked(Entry* entry) {
 void RegistrationCache::retireLocked(Entry* entry, std::vector<Entry*>& dead) {
   eraseFromMapLocked(entry);
   entry->pins = 0;
-  if (entry->refs == 0) markDeadLocked(entry, dead);
+  // Read after kUnfindable went up: a reference still held now is dropped
+  // through the mutex, and that release marks it dead instead.
+  if (entry->refs() == 0) markDeadLocked(entry, dead);
 }
 
 bool RegistrationCache::overLimitsLocked() const {
@@ -670,20 +794,25 @@ bool RegistrationCache::overLimitsLocked() const {
          stats_.entries - stats_.pinned_entries > options_.max_entries;
 }
 
-// CLOCK over the list: referenced entries leave it (their release puts them
-// back at the tail), used ones get a second chance at the tail, the first
-// unused, unreferenced one goes. Bounded: every entry moves at most once.
+// CLOCK over the list: referenced entries leave it (kOffLru makes their last
+// release put them back at the tail), used ones get a second chance at the
+// tail, the first unused, unreferenced one goes. Bounded: every entry moves at
+// most once. A lockless hit may take a reference to the victim while it is
+// retired: retireLocked() sees it and leaves the entry to that release.
 void RegistrationCache::enforceLimitsLocked(std::vector<Entry*>& dead) {
   std::vector<Pending> unwatch;
   size_t budget = 2 * lru_size_ + 1;
   while (overLimitsLocked() && lru_head_ != nullptr && budget-- > 0) {
     Entry* victim = lru_head_;
-    if (victim->refs > 0) {
+    // One RMW both reads the references and flags the entry, so that a last
+    // release racing with this sees the flag or is seen here.
+    if ((victim->state.fetch_or(kOffLru, std::memory_order_acq_rel) & kRefMask) > 0) {
       lruUnlinkLocked(victim);
       continue;
     }
-    if (victim->used) {
-      victim->used = false;
+    victim->state.fetch_and(~kOffLru, std::memory_order_relaxed);
+    if (victim->used.load(std::memory_order_relaxed)) {
+      victim->used.store(false, std::memory_order_relaxed);
       lruUnlinkLocked(victim);
       lruPushLocked(victim);
       continue;
@@ -712,41 +841,59 @@ void RegistrationCache::lruPushLocked(Entry* entry) {
   ++lru_size_;
 }
 
-size_t RegistrationCache::indexHome(uintptr_t begin) const {
-  return static_cast<size_t>(((begin >> page_shift_) * 0x9E3779B97F4A7C15ull) >> 20) &
-         (index_.size() - 1);
+size_t RegistrationCache::indexHome(uintptr_t begin, size_t mask) const {
+  return static_cast<size_t>(((begin >> page_shift_) * 0x9E3779B97F4A7C15ull) >> 20) & mask;
 }
 
+// Under the mutex every slot is ours to read, so relaxed loads will do.
 RegistrationCache::Entry* RegistrationCache::indexFindLocked(uintptr_t begin) const {
-  const size_t mask = index_.size() - 1;
-  for (size_t i = indexHome(begin);; i = (i + 1) & mask) {
-    const IndexSlot& slot = index_[i];
-    if (slot.begin == begin) return slot.entry;
-    if (slot.begin == 0) return nullptr;
+  const IndexTable& table = *index_.load(std::memory_order_relaxed);
+  for (size_t i = indexHome(begin, table.mask);; i = (i + 1) & table.mask) {
+    const IndexSlot& slot = table.slots[i];
+    const uintptr_t slot_begin = slot.begin.load(std::memory_order_relaxed);
+    if (slot_begin == begin) return slot.entry.load(std::memory_order_relaxed);
+    if (slot_begin == 0) return nullptr;
   }
 }
+
+namespace {
+// A slot is written entry first (release: a reader that finds the pointer
+// finds the entry's construction too), begin second.
+void storeSlot(std::atomic<uintptr_t>& begin, std::atomic<detail::CacheEntry*>& entry,
+               uintptr_t new_begin, detail::CacheEntry* new_entry) {
+  entry.store(new_entry, std::memory_order_release);
+  begin.store(new_begin, std::memory_order_relaxed);
+}
+}  // namespace
 
 // One entry per begin: the newest. Others with the same begin stay findable
-// through the maps.
+// through the maps. Growing publishes a new table; the old one stays
+// allocated for lockless readers still probing it (they may miss, never crash).
 void RegistrationCache::indexInsertLocked(Entry* entry) {
   if (entry->begin == 0) return;
-  if (2 * (index_count_ + 1) > index_.size()) {
-    std::vector<IndexSlot> old(2 * index_.size(), IndexSlot{0, nullptr});
-    old.swap(index_);
+  IndexTable* table = index_.load(std::memory_order_relaxed);
+  if (2 * (index_count_ + 1) > table->mask + 1) {
+    auto grown = std::make_unique<IndexTable>(2 * (table->mask + 1));
+    IndexTable* old = table;
+    table = grown.get();
+    index_tables_.push_back(std::move(grown));
+    index_.store(table, std::memory_order_release);
     index_count_ = 0;
-    for (const IndexSlot& slot : old) {
-      if (slot.begin != 0) indexInsertLocked(slot.entry);
+    for (size_t i = 0; i <= old->mask; ++i) {
+      if (old->slots[i].begin.load(std::memory_order_relaxed) != 0) {
+        indexInsertLocked(old->slots[i].entry.load(std::memory_order_relaxed));
+      }
     }
   }
-  const size_t mask = index_.size() - 1;
-  for (size_t i = indexHome(entry->begin);; i = (i + 1) & mask) {
-    IndexSlot& slot = index_[i];
-    if (slot.begin == entry->begin) {
-      slot.entry = entry;
+  for (size_t i = indexHome(entry->begin, table->mask);; i = (i + 1) & table->mask) {
+    IndexSlot& slot = table->slots[i];
+    const uintptr_t slot_begin = slot.begin.load(std::memory_order_relaxed);
+    if (slot_begin == entry->begin) {
+      slot.entry.store(entry, std::memory_order_release);
       return;
     }
-    if (slot.begin == 0) {
-      slot = {entry->begin, entry};
+    if (slot_begin == 0) {
+      storeSlot(slot.begin, slot.entry, entry->begin, entry);
       ++index_count_;
       return;
     }
@@ -755,24 +902,29 @@ void RegistrationCache::indexInsertLocked(Entry* entry) {
 
 // Backward-shift deletion keeps probe sequences intact without tombstones.
 void RegistrationCache::indexEraseLocked(Entry* entry) {
-  const size_t mask = index_.size() - 1;
-  size_t i = indexHome(entry->begin);
+  IndexTable& table = *index_.load(std::memory_order_relaxed);
+  const size_t mask = table.mask;
+  auto begin_at = [&](size_t k) { return table.slots[k].begin.load(std::memory_order_relaxed); };
+  size_t i = indexHome(entry->begin, mask);
   for (;; i = (i + 1) & mask) {
-    if (index_[i].begin == 0) return;
-    if (index_[i].begin == entry->begin) break;
+    if (begin_at(i) == 0) return;
+    if (begin_at(i) == entry->begin) break;
   }
-  if (index_[i].entry != entry) return;  // the index holds a newer entry with this begin
+  // The index holds a newer entry with this begin.
+  if (table.slots[i].entry.load(std::memory_order_relaxed) != entry) return;
   for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-    if (index_[j].begin == 0) break;
-    const size_t home = indexHome(index_[j].begin);
+    if (begin_at(j) == 0) break;
+    const size_t home = indexHome(begin_at(j), mask);
     // Move j back into the hole at i unless its home lies cyclically in (i, j].
     const bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
     if (!stays) {
-      index_[i] = index_[j];
+      storeSlot(table.slots[i].begin, table.slots[i].entry, begin_at(j),
+                table.slots[j].entry.load(std::memory_order_relaxed));
       i = j;
     }
   }
-  index_[i] = {0, nullptr};
+  table.slots[i].begin.store(0, std::memory_order_relaxed);
+  table.slots[i].entry.store(nullptr, std::memory_order_relaxed);
   --index_count_;
 }
 

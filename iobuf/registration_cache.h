@@ -38,11 +38,12 @@
 //    madvise(DONTNEED/FREE/REMOVE) or brk shrink of it from then on produces an
 //    event, and the kernel holds the unmapping thread until the monitor has
 //    read that event.
-//  - Each read of the userfaultfd is ticketed. Every cache operation, under
-//    the cache mutex, compares the monitor's ticket with the last one it
-//    applied (one atomic load on the hit path); if the monitor has read more,
-//    it waits for those events to be queued and applies them (invalidate the
-//    overlapping entries) before looking anything up. A consumer thread also
+//  - Each read of the userfaultfd is ticketed. Every cache operation
+//    compares the monitor's ticket with the last one applied (one atomic load
+//    on the hit path, which leaves its lockless path when they differ); if the
+//    monitor has read more, it waits, under the mutex, for those events to be
+//    queued and applies them (invalidate the overlapping entries) before
+//    looking anything up. A consumer thread also
 //    applies them promptly when nobody calls in. Hence: an acquire() that
 //    starts after munmap()/madvise()/mremap() returned never hits an entry for
 //    the old memory.
@@ -105,7 +106,19 @@
 // this.
 //
 // Thread-safety: every member function is thread-safe (one mutex; the
-// registrar is called outside it and must itself be thread-safe). A
+// registrar is called outside it and must itself be thread-safe). A hit takes
+// no mutex: it probes the exact-begin index and takes its reference with one
+// compare-and-swap on the entry's state word, which also says whether the
+// entry is still findable; the release of a reference is one more such CAS
+// unless the entry needs the mutex (it left the cache meanwhile, or eviction
+// took it off the LRU list while it was referenced). A hit falls back to the
+// mutex whenever the monitor has read events nobody has applied yet, so the
+// unmap rule above holds unchanged. Entries are recycled, never freed, while
+// the cache lives (a lockless reader may still hold a stale pointer from the
+// index: it finds the entry unfindable or for another range and retries under
+// the mutex), and old index tables are kept for the same reason. The cost: two
+// atomic read-modify-writes per hit and release instead of four (a lock and
+// an unlock each); see bench/registration_cache_benchmark.cc. A
 // RegistrationRef is used by one thread at a time. Lifetime: the registrar and
 // the cache must outlive every RegistrationRef; the destructor deregisters
 // every entry.
@@ -114,6 +127,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -182,9 +196,13 @@ class RegistrationCache {
     // false: no userfaultfd monitor, so nothing but pinned memory is cached.
     bool monitor_unmaps = true;
     size_t event_queue_capacity = 4096;
+    // Tests only: runs on a lockless hit between reading the index slot and
+    // taking the reference, to stage races deterministically.
+    std::function<void()> after_lockless_probe;
   };
 
   struct Stats {
+    // Counted without a locked instruction: may miss a few under concurrent hits.
     uint64_t hits = 0;
     uint64_t misses = 0;
     uint64_t evictions = 0;
@@ -194,7 +212,7 @@ class RegistrationCache {
     uint64_t cached_bytes = 0;      // bytes of entries findable by lookups
     uint64_t entries = 0;           // entries findable by lookups (pinned included)
     uint64_t pinned_entries = 0;
-    uint64_t in_use = 0;  // live RegistrationRefs
+    uint64_t in_use = 0;  // live RegistrationRefs (summed over entries when stats() is called)
     UnmapMonitor::Counters monitor;
   };
 
@@ -247,12 +265,19 @@ class RegistrationCache {
   };
   static constexpr size_t kInvalidationHistory = 64;
   static constexpr int kMaxLookupSteps = 16;
+  static constexpr int kMaxLocklessProbes = 8;
 
   Result<void> roundRange(const void* addr, size_t length, uintptr_t* begin, uintptr_t* end) const;
   bool forkedChild() const;
   Result<RegistrationRef> registerNew(uintptr_t begin, uintptr_t end, uint32_t access,
                                       Purpose purpose, RegistrationKeys* pinned_keys);
   void release(Entry* entry);
+  // The hit path without the mutex; null means "take the locked path".
+  Entry* tryLocklessHit(uintptr_t begin, uintptr_t end, uint32_t access);
+  static RegistrationRef refTo(RegistrationCache* cache, Entry* entry);
+  Entry* newEntryLocked(uintptr_t begin, uintptr_t end, uint32_t access,
+                        const RegistrationKeys& keys);
+  void countHit();
   void prefault(uintptr_t begin, uintptr_t end, uint32_t access) const;
   void consumerLoop();
 
@@ -283,7 +308,7 @@ class RegistrationCache {
   Entry* indexFindLocked(uintptr_t begin) const;
   void indexInsertLocked(Entry* entry);
   void indexEraseLocked(Entry* entry);
-  size_t indexHome(uintptr_t begin) const;
+  size_t indexHome(uintptr_t begin, size_t mask) const;
   void markDeadLocked(Entry* entry, std::vector<Entry*>& dead);
   void destroyDead(std::vector<Entry*>& dead);
 
@@ -308,18 +333,30 @@ class RegistrationCache {
   Entry* lru_head_ = nullptr;
   Entry* lru_tail_ = nullptr;
   size_t lru_size_ = 0;
+  // Written under the mutex, read by lockless hits too (hence atomics; every
+  // pointer a reader may find in a slot stays a valid Entry while the cache
+  // lives). Open addressing, linear probing, power-of-two size.
   struct IndexSlot {
-    uintptr_t begin;  // 0: empty
-    Entry* entry;
+    std::atomic<uintptr_t> begin{0};  // 0: empty
+    std::atomic<Entry*> entry{nullptr};
   };
-  std::vector<IndexSlot> index_;  // open addressing, linear probing, power-of-two size
+  struct IndexTable {
+    explicit IndexTable(size_t size) : mask(size - 1), slots(new IndexSlot[size]) {}
+    const size_t mask;
+    std::unique_ptr<IndexSlot[]> slots;
+  };
+  std::atomic<IndexTable*> index_{nullptr};
+  std::vector<std::unique_ptr<IndexTable>> index_tables_;  // every table used: readers may lag
   size_t index_count_ = 0;
+  std::vector<std::unique_ptr<Entry>> all_entries_;  // the pool: entries live as long as the cache
+  std::vector<Entry*> free_entries_;
   unsigned page_shift_ = 12;
   std::vector<Pending> pending_;  // watched ranges whose registration is in flight
   Invalidated history_[kInvalidationHistory] = {};
   uint64_t invalidation_seq_ = 0;
-  uint64_t consumed_ticket_ = 0;
-  Stats stats_;
+  std::atomic<uint64_t> consumed_ticket_{0};  // read by lockless hits
+  std::atomic<uint64_t> hits_{0};
+  Stats stats_;  // hits and in_use are not kept here (see stats())
 
   std::unique_ptr<UnmapMonitor> monitor_;  // null: fallback (not caching)
   std::atomic<bool> stopping_{false};

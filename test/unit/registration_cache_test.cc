@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "iobuf/registration_cache.h"
@@ -799,6 +800,121 @@ TEST_F(RegistrationCacheTest, ConcurrentMissesOnOneRangeShareAnEntry) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(cache_->stats().entries, 8u);
   EXPECT_EQ(registrar_.registrations() - registrar_.deregistrations(), 8u);
+}
+
+// A lockless hit read the index slot, and before it takes its reference the
+// entry leaves the cache: invalidated, evicted, or evicted and recycled for
+// another range. The hit must notice and miss, never return that entry.
+TEST_F(RegistrationCacheTest, LocklessHitLosesToARetireInTheMiddle) {
+  Mapping m(4 * kPage);
+  ASSERT_TRUE(m.ok());
+  char* const target = m.data();
+  char* const other = m.data() + 2 * kPage;
+  std::function<void()> race;
+  RegistrationCache::Options options;
+  options.max_entries = 1;
+  options.after_lockless_probe = [&] {
+    if (auto run = std::exchange(race, nullptr)) run();
+  };
+  reset(options);
+  std::vector<RegistrationRef> keep;
+  auto keepOther = [&] {
+    auto ref = cache_->acquire(other, 8, kReadDest);
+    ASSERT_TRUE(ref.ok());
+    keep.push_back(std::move(*ref));
+  };
+  const std::vector<std::pair<const char*, std::function<void()>>> cases = {
+      {"invalidated", [&] { cache_->invalidate(target, kPage); }},
+      // The cap is one entry: caching `other` evicts `target` (kept alive
+      // here so that eviction is all that happens).
+      {"evicted", [&] { keepOther(); }},
+      // The evicted entry is recycled: the next miss reuses it for `other`.
+      {"recycled",
+       [&] {
+         cache_->invalidate(target, kPage);
+         keepOther();
+       }},
+  };
+  for (const auto& [what, staged] : cases) {
+    SCOPED_TRACE(what);
+    keep.clear();
+    cache_->invalidate(m.data(), 4 * kPage);
+    uint64_t old_handle = 0;
+    {
+      auto first = cache_->acquire(target, 8, kReadDest);
+      ASSERT_TRUE(first.ok());
+      old_handle = first->keys().handle;
+    }
+    race = staged;
+    auto ref = cache_->acquire(target, 8, kReadDest);
+    ASSERT_TRUE(ref.ok());
+    EXPECT_EQ(race, nullptr) << "the race was not staged (no lockless probe)";
+    EXPECT_FALSE(ref->hit());
+    EXPECT_NE(ref->keys().handle, old_handle);
+    EXPECT_FALSE(registrar_.isLive(old_handle));
+    EXPECT_TRUE(registrar_.isLive(ref->keys().handle));
+    EXPECT_EQ(ref->address(), target);
+  }
+  keep.clear();
+  EXPECT_EQ(cache_->stats().in_use, 0u);
+  cache_.reset();
+  EXPECT_EQ(registrar_.registrations(), registrar_.deregistrations());
+  EXPECT_EQ(registrar_.badDeregistrations(), 0u);
+}
+
+// Hits take no mutex: threads hit, hold and drop entries of a cache whose cap
+// is far below the working set, so eviction (under the mutex) retires and
+// recycles entries while lockless hits race it. A hit must always return a
+// registration that is live (not yet deregistered) for a range covering the
+// request, and every registration must be deregistered exactly once.
+TEST_F(RegistrationCacheTest, StressLocklessHitsRaceEviction) {
+  RegistrationCache::Options options;
+  options.max_entries = 8;
+  reset(options);
+  constexpr int kPages = 48;
+  Mapping m(kPages * kPage);
+  ASSERT_TRUE(m.ok());
+  std::atomic<int> wrong{0};
+  std::atomic<uint64_t> held_hits{0};
+  auto worker = [&](int seed) {
+    std::mt19937 rng(seed);
+    std::vector<RegistrationRef> held;
+    for (int i = 0; i < 20000; ++i) {
+      // A hot set just above the cap: most acquires hit, and the misses evict
+      // entries other threads are hitting at that moment.
+      const int page =
+          (rng() % 8 != 0) ? static_cast<int>(rng() % 10) : static_cast<int>(rng() % kPages);
+      char* at = m.data() + page * kPage + rng() % 64;
+      auto ref = cache_->acquire(at, 100, kReadDest);
+      if (!ref.ok()) {
+        ++wrong;
+        continue;
+      }
+      const auto reg = registrar_.get(ref->keys().handle);
+      const auto a = reinterpret_cast<uintptr_t>(at);
+      if (!registrar_.isLive(ref->keys().handle) || reg.begin > a ||
+          reg.begin + reg.length < a + 100 ||
+          reinterpret_cast<uintptr_t>(ref->address()) != reg.begin) {
+        ++wrong;
+      }
+      if (ref->hit()) ++held_hits;
+      held.push_back(std::move(*ref));
+      if (held.size() > rng() % 4)
+        held.erase(held.begin() + static_cast<long>(rng() % held.size()));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back(worker, t + 7);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0) << "a hit returned a dead or foreign registration";
+  auto stats = cache_->stats();
+  EXPECT_GT(held_hits.load(), 10000u);
+  EXPECT_GT(stats.evictions, 1000u);
+  EXPECT_EQ(stats.in_use, 0u);
+  EXPECT_LE(stats.entries, 8u);
+  cache_.reset();
+  EXPECT_EQ(registrar_.registrations(), registrar_.deregistrations());
+  EXPECT_EQ(registrar_.badDeregistrations(), 0u);
 }
 
 // Threads acquire/release overlapping ranges while another thread unmaps,

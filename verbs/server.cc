@@ -7,11 +7,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <vector>
 
 #include "base/log.h"
+#include "verbs/call_worker.h"
 #include "verbs/cm.h"
 #include "verbs/message.h"
 #include "verbs/rc_connection.h"
@@ -25,6 +27,15 @@ constexpr size_t kMaxSge = 16;
 // packets at MTU 1024) overflowed a veth's 1000-packet backlog in the
 // two-host test and stalled on retransmit timers. Smaller READs pace it.
 constexpr uint64_t kMaxReadBytes = 128 * 1024;
+// Reads at least this large run on the CallWorker, overlapping the file read
+// with the RDMA work of earlier replies; smaller calls are handled on the
+// polling thread (two thread wake-ups would cost more than they overlap).
+constexpr uint64_t kOffloadBytes = 256 * 1024;
+// Calls handed to the session but not yet answered, per connection: enough
+// for the worker to read the next reply while this thread sends the last,
+// few enough that waiting replies add little to the pool's use (the send
+// slots' replies in flight come on top).
+constexpr uint32_t kMaxUnsent = 4;
 
 struct PendingCall {
   rpc::IncomingCall call;
@@ -33,6 +44,12 @@ struct PendingCall {
   bool reads_posted = false;
   uint32_t reads_outstanding = 0;
   bool failed = false;
+  // Handed to the session (through the worker, or answered with an error at
+  // once); `reply` holds the answer until a send slot takes it.
+  bool handed = false;
+  bool is_read = false;
+  uint64_t length = 0;
+  std::optional<rpc::OutgoingReply> reply;
   // The client's memory window (first chunk) to invalidate with the reply,
   // when it asked and both sides announced remote invalidation.
   std::optional<uint32_t> invalidate_rkey;
@@ -48,6 +65,8 @@ struct ServerConnection {
   std::vector<iobuf::IoBufVector> in_flight;  // per send slot: payload kept until sent
   std::vector<uint32_t> slot_work;            // per send slot: work requests it used
   uint32_t sq_free = 0;                       // send-queue entries not in use
+  uint32_t unsent = 0;                        // handed calls not yet answered (bounds pool use)
+  uint32_t at_worker = 0;                     // calls the worker has not returned yet
   uint64_t read_serial = 0;
   bool established = false;
   bool closing = false;
@@ -84,6 +103,8 @@ class VerbsServerImpl {
   void onCall(ServerConnection& c, uint32_t slot, uint32_t length);
   void process(ServerConnection& c);
   Result<void> postReads(ServerConnection& c, PendingCall& p);
+  void hand(ServerConnection& c, PendingCall& p);
+  void collectReplies();
   Result<bool> answer(ServerConnection& c, PendingCall& pending);
   Result<void> sendReply(ServerConnection& c, uint64_t xid, rpc::OutgoingReply reply,
                          const std::vector<RemoteSegment>& chunks);
@@ -99,6 +120,7 @@ class VerbsServerImpl {
   uint16_t port_ = 0;
   int wake_fd_ = -1;
   std::atomic<bool> quit_{false};
+  std::unique_ptr<CallWorker> worker_;  // runs sessions' calls; wakes us through wake_fd_
   std::thread thread_;
 };
 
@@ -138,6 +160,8 @@ Result<void> VerbsServerImpl::listen() {
   int flags = fcntl(events_->fd, F_GETFL);
   fcntl(events_->fd, F_SETFL, flags | O_NONBLOCK);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return makeError(errno, "eventfd");
+  worker_ = std::make_unique<CallWorker>(wake_fd_);
   thread_ = std::thread([this] { run(); });
   return okResult();
 }
@@ -150,6 +174,7 @@ void VerbsServerImpl::stop() {
     (void)ignored;
     thread_.join();
   }
+  worker_.reset();  // no call runs on a session after this
   for (auto& [id, c] : connections_) {
     c->conn->moveToError();
     rdma_disconnect(id);
@@ -175,6 +200,12 @@ void VerbsServerImpl::run() {
     }
     int n = ::poll(fds.data(), fds.size(), 100);
     if (n < 0 && errno != EINTR) break;
+    if (fds[0].revents != 0) {
+      uint64_t count = 0;
+      ssize_t ignored = ::read(wake_fd_, &count, sizeof count);
+      (void)ignored;
+      collectReplies();
+    }
     for (size_t i = 2; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
       ServerConnection& c = *owners[i];
@@ -280,6 +311,7 @@ void VerbsServerImpl::destroy(rdma_cm_id* id) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return;
   ServerConnection& c = *it->second;
+  worker_->forget(&c);  // before the session and the queue its calls point into go
   c.session.reset();
   c.queue.clear();
   c.conn.reset();  // QP before the id
@@ -414,45 +446,89 @@ void VerbsServerImpl::process(ServerConnection& c) {
     if (need > c.sq_free) break;
     if (auto r = postReads(c, p); !r) return drop(c, r.error().toString());
   }
-  while (!c.closing && !c.queue.empty() && c.queue.front().reads_outstanding == 0 &&
-         (c.queue.front().read_chunks.empty() || c.queue.front().reads_posted)) {
-    auto answered = answer(c, c.queue.front());
-    if (!answered) return drop(c, answered.error().toString());
-    if (!*answered) return;  // no send slot: resumes on a send completion
-    c.queue.pop_front();
+  // Hand calls to the session in order once their data is in (at most
+  // kMaxUnsent unanswered), send the answered ones in order, and again while
+  // either makes room for the other.
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (auto& p : c.queue) {
+      if (p.handed) continue;
+      if (p.reads_outstanding > 0 || (!p.read_chunks.empty() && !p.reads_posted)) break;
+      if (c.unsent >= kMaxUnsent) break;
+      hand(c, p);
+      if (c.closing) return;
+      progress = true;
+    }
+    while (!c.queue.empty() && c.queue.front().reply) {
+      auto answered = answer(c, c.queue.front());
+      if (!answered) return drop(c, answered.error().toString());
+      if (!*answered) return;  // no send slot: resumes on a send completion
+      c.queue.pop_front();
+      --c.unsent;
+      progress = true;
+    }
+  }
+}
+
+void VerbsServerImpl::hand(ServerConnection& c, PendingCall& p) {
+  auto& h = p.call.header;
+  p.handed = true;
+  p.is_read = h.op() == rpc::pb::OP_READ;
+  p.length = h.length();
+  ++c.unsent;
+  uint64_t chunk_total = 0;
+  for (const auto& s : p.write_chunks) chunk_total += s.length;
+  if (p.failed) {
+    p.reply = rpc::errorReply(
+        EINVAL, "bad chunk lists (too many segments, or lengths that disagree with the call)");
+  } else if (p.is_read && !p.write_chunks.empty() && chunk_total < h.length()) {
+    p.reply =
+        rpc::errorReply(EINVAL, "write chunks hold " + std::to_string(chunk_total) +
+                                    " bytes, the read asks for " + std::to_string(h.length()));
+  } else if (p.is_read && p.write_chunks.empty() && h.length() > c.params.inline_threshold) {
+    p.reply = rpc::errorReply(EINVAL, "a read over the inline threshold needs write chunks");
+  } else if (c.at_worker > 0 || (p.is_read && p.length >= kOffloadBytes)) {
+    // Behind calls at the worker, a call goes there too: the session sees a
+    // connection's calls in order, one at a time. p.call.xid stays readable
+    // (moving an IncomingCall copies it).
+    ++c.at_worker;
+    worker_->submit(&c, &p, c.session.get(), std::move(p.call));
+  } else {
+    auto handled = c.session->handle(std::move(p.call));
+    if (!handled) return drop(c, handled.error().toString());
+    p.reply = std::move(*handled);
+  }
+}
+
+// The worker's finished calls: a reply waits in its PendingCall (destroy()
+// forgets a connection's results first, so every owner here is alive).
+void VerbsServerImpl::collectReplies() {
+  std::vector<ServerConnection*> touched;
+  for (auto& done : worker_->takeDone()) {
+    auto* c = static_cast<ServerConnection*>(const_cast<void*>(done.owner));
+    --c->at_worker;
+    if (c->closing) continue;
+    if (!done.reply) {
+      drop(*c, done.reply.error().toString());
+      continue;
+    }
+    static_cast<PendingCall*>(done.tag)->reply = std::move(*done.reply);
+    if (std::find(touched.begin(), touched.end(), c) == touched.end()) touched.push_back(c);
+  }
+  for (ServerConnection* c : touched) {
+    if (!c->closing) process(*c);
   }
 }
 
 Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
-  // The send buffer first: once the session has run the call, it must be
-  // answered now (a retry would run it twice).
-  uint64_t need = 1 + workBound(p.call.header.length(), p.write_chunks.size(),
-                                options_.pool->chunkSize(), UINT32_MAX);
+  uint64_t need =
+      1 + workBound(p.length, p.write_chunks.size(), options_.pool->chunkSize(), UINT32_MAX);
   if (need > c.sq_free) return false;  // resumes on a send completion
   auto slot = c.conn->takeSendSlot();
   if (!slot) return false;
-  auto& h = p.call.header;
-  const bool is_read = h.op() == rpc::pb::OP_READ;  // p.call is moved into the session below
-  uint64_t chunk_total = 0;
-  for (const auto& s : p.write_chunks) chunk_total += s.length;
-  rpc::OutgoingReply reply;
-  if (p.failed) {
-    reply = rpc::errorReply(
-        EINVAL, "bad chunk lists (too many segments, or lengths that disagree with the call)");
-  } else if (h.op() == rpc::pb::OP_READ && !p.write_chunks.empty() && chunk_total < h.length()) {
-    reply = rpc::errorReply(EINVAL, "write chunks hold " + std::to_string(chunk_total) +
-                                        " bytes, the read asks for " + std::to_string(h.length()));
-  } else if (h.op() == rpc::pb::OP_READ && p.write_chunks.empty() &&
-             h.length() > c.params.inline_threshold) {
-    reply = rpc::errorReply(EINVAL, "a read over the inline threshold needs write chunks");
-  } else {
-    auto handled = c.session->handle(std::move(p.call));
-    if (!handled) {
-      c.conn->returnSendSlot(*slot);
-      return handled.error();
-    }
-    reply = std::move(*handled);
-  }
+  const bool is_read = p.is_read;
+  rpc::OutgoingReply reply = std::move(*p.reply);
+  p.reply.reset();
   uint32_t writes = 0;
   // RDMA WRITE the payload into the client's segments, unsignalled: the
   // signalled SEND behind them tells us when all are done.

@@ -9,7 +9,9 @@
 // QP fails (a bad rkey: remote access error), is closed with a logged reason;
 // the others carry on.
 //
-// One thread polls the listener and every connection.
+// One thread polls the listener and every connection; large reads are handed
+// to a second, the CallWorker (verbs/call_worker.h), so that the brick's file
+// read overlaps the RDMA work of the replies before it.
 #pragma once
 
 #include <atomic>

@@ -196,6 +196,15 @@ class RegistrationCacheTest : public ::testing::Test {
     cache_ = std::make_unique<RegistrationCache>(registrar_, options_);
   }
 
+  // Destroys the cache: nothing may still be referenced, and every
+  // registration it made must have been deregistered exactly once.
+  void expectEveryRegistrationReturned() {
+    EXPECT_EQ(cache_->stats().in_use, 0u);
+    cache_.reset();
+    EXPECT_EQ(registrar_.registrations(), registrar_.deregistrations());
+    EXPECT_EQ(registrar_.badDeregistrations(), 0u);
+  }
+
   FakeRegistrar registrar_;
   RegistrationCache::Options options_ = defaultOptions();
   std::unique_ptr<RegistrationCache> cache_;
@@ -856,10 +865,7 @@ TEST_F(RegistrationCacheTest, LocklessHitLosesToARetireInTheMiddle) {
     EXPECT_EQ(ref->address(), target);
   }
   keep.clear();
-  EXPECT_EQ(cache_->stats().in_use, 0u);
-  cache_.reset();
-  EXPECT_EQ(registrar_.registrations(), registrar_.deregistrations());
-  EXPECT_EQ(registrar_.badDeregistrations(), 0u);
+  expectEveryRegistrationReturned();
 }
 
 // Hits take no mutex: threads hit, hold and drop entries of a cache whose cap
@@ -910,11 +916,8 @@ TEST_F(RegistrationCacheTest, StressLocklessHitsRaceEviction) {
   auto stats = cache_->stats();
   EXPECT_GT(held_hits.load(), 10000u);
   EXPECT_GT(stats.evictions, 1000u);
-  EXPECT_EQ(stats.in_use, 0u);
   EXPECT_LE(stats.entries, 8u);
-  cache_.reset();
-  EXPECT_EQ(registrar_.registrations(), registrar_.deregistrations());
-  EXPECT_EQ(registrar_.badDeregistrations(), 0u);
+  expectEveryRegistrationReturned();
 }
 
 // Threads acquire/release overlapping ranges while another thread unmaps,
@@ -1038,10 +1041,7 @@ TEST_F(RegistrationCacheTest, StressAcquireWhileRemapping) {
   auto stats = cache_->stats();
   EXPECT_GT(stats.hits, 0u);
   EXPECT_GT(stats.invalidations, 0u);
-  EXPECT_EQ(stats.in_use, 0u);
-  cache_.reset();
-  EXPECT_EQ(registrar_.registrations(), registrar_.deregistrations());
-  EXPECT_EQ(registrar_.badDeregistrations(), 0u);
+  expectEveryRegistrationReturned();
   for (int s = 0; s < kSlots; ++s) {
     if (!lost[s]) ::munmap(base + s * slot_bytes, slot_bytes);  // a lost slot is someone else's now
   }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -39,6 +40,8 @@ struct Common {
   bool sha256 = false;
   bool whole = false;
   bool no_windows = false;
+  double timeout_s = 60;
+  unsigned ack_timeout = verbs::kDefaultAckTimeout;
 };
 
 void addCommon(po::options_description& desc, Common& c) {
@@ -48,6 +51,10 @@ void addCommon(po::options_description& desc, Common& c) {
       "qd", po::value(&c.qd)->default_value(8), "calls in flight")(
       "sha256", po::bool_switch(&c.sha256), "print the SHA-256 of the data")(
       "json", po::bool_switch(&c.json), "print one JSON line instead of text")(
+      "timeout", po::value(&c.timeout_s)->default_value(60),
+      "seconds each call may take before it fails (ETIMEDOUT)")(
+      "ack-timeout", po::value(&c.ack_timeout)->default_value(verbs::kDefaultAckTimeout),
+      "rdma://: the QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)")(
       "no-memory-windows", po::bool_switch(&c.no_windows),
       "rdma://: register each call's memory instead of binding windows (comparisons)");
 }
@@ -119,8 +126,13 @@ Result<std::pair<std::unique_ptr<fops::Client>, std::string>> connectTo(const st
   auto url = fops::parseUrl(text);
   if (!url) return url.error();
   if (url->path.empty()) return makeError(EINVAL, "URL '" + text + "' names no file");
+  if (!(c.timeout_s > 0 && c.timeout_s <= 86400))
+    return makeError(EINVAL, "--timeout must be above 0 and at most 86400 seconds");
   fops::ClientOptions options;
   options.rdma.memory_windows = !c.no_windows;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout_s * 1000));
+  if (c.ack_timeout > 31) return makeError(EINVAL, "--ack-timeout must be 0..31");
+  options.rdma.ack_timeout = static_cast<uint8_t>(c.ack_timeout);
   auto client = fops::Client::connect(url->endpoint(), options);
   if (!client) return client.error();
   return std::make_pair(std::move(*client), url->path);
@@ -145,8 +157,10 @@ int cmdRead(int argc, char** argv) {
   auto st = client->fstat(*fh);
   if (!st) return fail(st.error().toString());
   auto report = tools::readFile(*client, *fh, st->size, *o);
-  (void)client->close(*fh);
+  // After a failed transfer the connection may be stalled: a CLOSE would
+  // wait a second timeout. Disconnecting frees the server's handle anyway.
   if (!report) return fail(report.error().toString());
+  (void)client->close(*fh);
   printReport("read", *o, *report, c.json);
   return 0;
 }
@@ -188,8 +202,8 @@ int cmdWrite(int argc, char** argv) {
     auto synced = client->fsync(*fh);
     if (!synced) return fail(synced.error().toString());
   }
+  if (!report) return fail(report.error().toString());  // no CLOSE: see cmdRead
   auto closed = client->close(*fh);
-  if (!report) return fail(report.error().toString());
   if (!closed) return fail(closed.error().toString());
   printReport("write", *o, *report, c.json);
   return 0;

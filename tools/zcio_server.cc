@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> listens;
   unsigned threads = 1;
   unsigned stall_ms = 30000;
+  unsigned ack_timeout = verbs::kDefaultAckTimeout;
   po::options_description desc("zcio-server options");
   desc.add_options()("help,h", "show this help")("export", po::value(&export_dir)->required(),
                                                  "directory to export")(
@@ -33,7 +34,9 @@ int main(int argc, char** argv) {
       "tcp://127.0.0.1:7700)")("threads", po::value(&threads)->default_value(1),
                                "I/O threads (TCP)")(
       "frame-stall-ms", po::value(&stall_ms)->default_value(30000),
-      "close a TCP connection whose frame stops moving this long");
+      "close a TCP connection whose frame stops moving this long")(
+      "ack-timeout", po::value(&ack_timeout)->default_value(verbs::kDefaultAckTimeout),
+      "rdma://: each QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(vm);
+    if (ack_timeout > 31) throw po::error("--ack-timeout must be 0..31");
   } catch (const po::error& e) {
     std::cerr << "zcio-server: " << e.what() << "\n" << desc << "\n";
     return 2;
@@ -92,6 +96,7 @@ int main(int argc, char** argv) {
       options.host = url.host;
       options.port = url.port;
       options.pool = (*brick)->options().pool;
+      options.ack_timeout = static_cast<uint8_t>(ack_timeout);
       auto server = verbs::VerbsServer::start(options, **brick);
       if (!server) {
         std::cerr << "zcio-server: rdma://" << url.host << ":" << url.port << ": "

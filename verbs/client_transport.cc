@@ -57,6 +57,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   auto ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ADDR_RESOLVED, options_.connect_timeout);
   if (!ev) return makeError(ev.error().code, "resolving " + host + ": " + ev.error().what);
   rdma_ack_cm_event(*ev);
+  if (options_.ack_timeout != 0)
+    ZCIO_RETURN_IF_ERROR(setAckTimeout(id_.get(), options_.ack_timeout));
   if (rdma_resolve_route(id_.get(), static_cast<int>(options_.connect_timeout.count())) != 0) {
     return makeError(errno, "rdma_resolve_route");
   }
@@ -133,7 +135,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   description_ = std::string("rdma ") + ibv_get_device_name(id_->verbs->device) + " " + local +
                  " -> " + remote + ":" + std::to_string(port) + " (credits " +
                  std::to_string(params_.credits) + ", inline " +
-                 std::to_string(params_.inline_threshold) + "; " + exposure + ")";
+                 std::to_string(params_.inline_threshold) + "; " + exposure + "; " +
+                 conn_->describeRetries() + ")";
 
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return makeError(errno, "eventfd");
@@ -691,7 +694,12 @@ void VerbsClientTransport::failConnection(Error error) {
   // ERROR state first: from here on nothing lands in exposed memory, so
   // windows still bound are unreachable; deallocating them unbinds them from
   // their MRs, which may then be deregistered.
-  conn_->moveToError();
+  if (auto stopped = conn_->moveToError(); !stopped) {
+    // Without the ERROR state a late RDMA WRITE could still land: destroy
+    // the QP, which ends its responder for good.
+    ZCIO_LOG(kWarn, description_, ": ", stopped.error().toString(), "; destroying the QP");
+    conn_->destroyQueuePair();
+  }
   rdma_disconnect(id_.get());
   if (windows_) windows_->dropAll();
   backlog_.clear();
@@ -708,12 +716,27 @@ void VerbsClientTransport::failConnection(Error error) {
 
 void VerbsClientTransport::sweep() {
   auto now = std::chrono::steady_clock::now();
+  std::optional<uint64_t> stuck;  // a held call whose LOCAL_INVs never came
   table_.forEachLive([&](rpc::PendingRequest& entry) {
-    if (entry.deadline > now || stateOf(entry.xid).held) return;
+    if (entry.deadline > now) return;
+    if (stateOf(entry.xid).held) {
+      if (entry.deadline + options_.invalidate_grace <= now && !stuck) stuck = entry.xid;
+      return;
+    }
     counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
     // finish() invalidates (or deregisters) before the caller hears back.
     finish(entry, makeError(ETIMEDOUT, "call timed out"));
   });
+  if (!stuck || closed_) return;
+  // The QP neither progresses nor errors (a peer that stopped posting
+  // receives, ACKs lost for good): the LOCAL_INVs queued behind its stuck
+  // work requests will not complete. The ERROR state stops every rkey of
+  // this QP instead, so the held calls may complete (invariant 1).
+  counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
+  failConnection(makeError(ETIMEDOUT, "call " + std::to_string(*stuck) +
+                                          ": its memory windows were not invalidated within " +
+                                          std::to_string(options_.invalidate_grace.count()) +
+                                          " ms of its deadline (the QP does not progress)"));
 }
 
 }  // namespace zcio::verbs

@@ -57,6 +57,7 @@
 #include "iobuf/registration_cache.h"
 #include "rpc/request_table.h"
 #include "rpc/transport.h"
+#include "verbs/cm.h"
 #include "verbs/memory_windows.h"
 #include "verbs/owners.h"
 #include "verbs/params.h"
@@ -70,7 +71,13 @@ struct VerbsClientOptions {
   // false: always the per-call registration path (tests, comparisons).
   bool memory_windows = true;
   std::chrono::milliseconds connect_timeout{5000};
+  // The QP's local ACK timeout exponent (verbs/cm.h); 0 keeps rdma_cm's.
+  uint8_t ack_timeout = kDefaultAckTimeout;
   std::chrono::milliseconds sweep_period{20};
+  // How long past its deadline a call may wait for its memory windows'
+  // LOCAL_INV completions before the connection's QP is moved to ERROR
+  // (so every call completes within its timeout plus this, plus a sweep).
+  std::chrono::milliseconds invalidate_grace{1000};
 };
 
 class VerbsClientTransport final : public rpc::Transport {

@@ -41,9 +41,23 @@ rdma_conn_param makeConnParam(const ConnectionParams& params, uint8_t* storage) 
   param.private_data_len = kParamsWireSize;
   param.responder_resources = 16;
   param.initiator_depth = 16;
-  param.retry_count = 7;
-  param.rnr_retry_count = 7;  // 7: retry forever while the peer reposts receives
+  // rxe never gives up at 7 (it skips the decrement), so a QP whose
+  // retransmissions go nowhere would neither progress nor error.
+  param.retry_count = 6;
+  // Credits keep a receive posted for every message a peer may send, so an
+  // RNR NAK means a broken peer: give up after six (7 would retry forever,
+  // and a QP that neither progresses nor errors strands its LOCAL_INVs).
+  // The REP's count is the one the connecting side's QP uses, so a client
+  // cannot rely on it: its sweep bounds every call anyway.
+  param.rnr_retry_count = 6;
   return param;
+}
+
+Result<void> setAckTimeout(rdma_cm_id* id, uint8_t exponent) {
+  if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &exponent, sizeof exponent) !=
+      0)
+    return makeError(errno, "rdma_set_option(ACK_TIMEOUT " + std::to_string(exponent) + ")");
+  return okResult();
 }
 
 Result<void> rdmaDevicePresent() {

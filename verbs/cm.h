@@ -17,6 +17,17 @@ namespace zcio::verbs {
 Result<rdma_cm_event*> waitForEvent(rdma_event_channel* channel, rdma_cm_event_type expected,
                                     std::chrono::milliseconds timeout);
 
+// The QP's local ACK timeout, as the IB exponent (4.096 us * 2^n); 0 keeps
+// what rdma_cm derives from the path (19, ~2.1 s, on rxe here). Shorter
+// recovers a lost ACK sooner, but on the 2-core TCG guest 16 (~268 ms)
+// let seven timeouts pass without an ACK under load and failed the QP with
+// "transport retry counter exceeded" in the two-host suite, so the default
+// stays rdma_cm's: with retry_count 6 a dead path fails after ~15 s.
+inline constexpr uint8_t kDefaultAckTimeout = 0;
+// Sets it on `id` (before rdma_resolve_route on the connecting side, before
+// rdma_accept on the accepting one: each side's own QP, not negotiated).
+Result<void> setAckTimeout(rdma_cm_id* id, uint8_t exponent);
+
 // Whether any RDMA device exists here, with the reason when not.
 Result<void> rdmaDevicePresent();
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -69,6 +70,7 @@ RcConnection::~RcConnection() {
 }
 
 Result<void> RcConnection::postReceive(uint32_t slot) {
+  if (!qp_) return makeError(ENOTCONN, "the QP is gone");
   ibv_sge sge{reinterpret_cast<uint64_t>(receiveBuffer(slot)), params_.max_message, recv_mr_->lkey};
   ibv_recv_wr wr{};
   wr.wr_id = makeWrId(WorkKind::kReceive, slot);
@@ -94,6 +96,7 @@ void RcConnection::returnSendSlot(uint32_t slot) {
 Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<const ibv_sge> gather,
                                     std::span<ibv_send_wr> before,
                                     std::optional<uint32_t> invalidate) {
+  if (!qp_) return makeError(ENOTCONN, "the QP is gone");
   ibv_sge sges[16];
   if (gather.size() + 1 > std::size(sges))
     return makeError(EINVAL, "too many gather pieces for one SEND");
@@ -122,6 +125,7 @@ Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<cons
 }
 
 Result<void> RcConnection::postLocalInvalidates(std::span<const Invalidation> invalidations) {
+  if (!qp_) return makeError(ENOTCONN, "the QP is gone");
   if (invalidations.empty()) return okResult();
   std::vector<ibv_send_wr> wrs(invalidations.size());
   for (size_t i = 0; i < wrs.size(); ++i) {
@@ -154,6 +158,7 @@ ibv_send_wr RcConnection::makeBindRequest(ibv_mw* mw, uint32_t rkey, ibv_mr* mr,
 
 Result<void> RcConnection::postWrite(std::span<const ibv_sge> local, const RemoteSegment& remote,
                                      bool signaled, uint64_t wr_id) {
+  if (!qp_) return makeError(ENOTCONN, "the QP is gone");
   ibv_send_wr wr{};
   wr.wr_id = wr_id;
   wr.sg_list = const_cast<ibv_sge*>(local.data());
@@ -170,6 +175,7 @@ Result<void> RcConnection::postWrite(std::span<const ibv_sge> local, const Remot
 
 Result<void> RcConnection::postRead(std::span<const ibv_sge> local, const RemoteSegment& remote,
                                     uint64_t wr_id) {
+  if (!qp_) return makeError(ENOTCONN, "the QP is gone");
   ibv_send_wr wr{};
   wr.wr_id = wr_id;
   wr.sg_list = const_cast<ibv_sge*>(local.data());
@@ -200,11 +206,33 @@ int RcConnection::poll(std::span<ibv_wc> out) {
   return ibv_poll_cq(cq_.get(), static_cast<int>(out.size()), out.data());
 }
 
-void RcConnection::moveToError() {
-  if (!qp_) return;
+Result<void> RcConnection::moveToError() {
+  if (!qp_) return okResult();
   ibv_qp_attr attr{};
   attr.qp_state = IBV_QPS_ERR;
-  ibv_modify_qp(qp_.get(), &attr, IBV_QP_STATE);
+  int rc = ibv_modify_qp(qp_.get(), &attr, IBV_QP_STATE);
+  if (rc != 0) return makeError(rc, "ibv_modify_qp to ERROR");
+  return okResult();
+}
+
+void RcConnection::destroyQueuePair() {
+  qp_.reset();
+}
+
+std::string RcConnection::describeRetries() const {
+  if (!qp_) return "no QP";
+  ibv_qp_attr attr{};
+  ibv_qp_init_attr init{};
+  int rc =
+      ibv_query_qp(qp_.get(), &attr, IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY, &init);
+  if (rc != 0) return std::string("ibv_query_qp: ") + std::strerror(rc);
+  // The local ACK timeout is 4.096 us * 2^timeout; 0 means no retransmit timer.
+  double seconds = attr.timeout == 0 ? 0 : 4.096e-6 * static_cast<double>(1ull << attr.timeout);
+  char text[160];
+  std::snprintf(text, sizeof text, "ack timeout %u (%s%.3g s) retry_cnt %u rnr_retry %u%s",
+                attr.timeout, attr.timeout == 0 ? "none: " : "~", seconds, attr.retry_cnt,
+                attr.rnr_retry, attr.rnr_retry == 7 ? " (infinite)" : "");
+  return text;
 }
 
 }  // namespace zcio::verbs

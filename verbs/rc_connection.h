@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -102,8 +103,15 @@ class RcConnection {
   Result<void> consumeEvent();
   int poll(std::span<ibv_wc> out);
   // Moves the QP to ERROR: nothing more lands in memory it exposed, and
-  // every posted request flushes with an error completion.
-  void moveToError();
+  // every posted request flushes with an error completion. Checked: a QP
+  // that did not change state still serves the peer's RDMA.
+  Result<void> moveToError();
+  // Destroys the QP (after a failed moveToError): its rkeys' accesses end
+  // with it. Posting afterwards fails with ENOTCONN.
+  void destroyQueuePair();
+  // The QP's retransmission attributes as the device holds them, for logs:
+  // "timeout T (~S s) retry_cnt R rnr_retry N".
+  std::string describeRetries() const;
 
  private:
   RcConnection() = default;

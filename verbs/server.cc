@@ -37,6 +37,16 @@ constexpr uint64_t kOffloadBytes = 256 * 1024;
 // slots' replies in flight come on top).
 constexpr uint32_t kMaxUnsent = 4;
 
+// ERROR state before disconnecting, checked: a QP left running would keep
+// serving the client's RDMA after we gave up on it.
+void stopQueuePair(RcConnection& conn, const std::string& peer) {
+  if (auto stopped = conn.moveToError(); !stopped) {
+    ZCIO_LOG(kWarn, "rdma connection from ", peer, ": ", stopped.error().toString(),
+             "; destroying its QP");
+    conn.destroyQueuePair();
+  }
+}
+
 struct PendingCall {
   rpc::IncomingCall call;
   std::vector<RemoteSegment> write_chunks;
@@ -176,7 +186,7 @@ void VerbsServerImpl::stop() {
   }
   worker_.reset();  // no call runs on a session after this
   for (auto& [id, c] : connections_) {
-    c->conn->moveToError();
+    stopQueuePair(*c->conn, c->peer);
     rdma_disconnect(id);
   }
   connections_.clear();
@@ -233,7 +243,8 @@ void VerbsServerImpl::onCmEvent(rdma_cm_event* event) {
       if (it != connections_.end()) {
         it->second->established = true;
         counters_.connections.fetch_add(1, std::memory_order_relaxed);
-        ZCIO_LOG(kInfo, "rdma connection from ", it->second->peer, " established");
+        ZCIO_LOG(kInfo, "rdma connection from ", it->second->peer, " established (",
+                 it->second->conn->describeRetries(), ")");
         pollConnection(*it->second);
       }
       rdma_ack_cm_event(event);
@@ -288,6 +299,12 @@ void VerbsServerImpl::accept(rdma_cm_event* event) {
   c->session = service_.openSession("rdma " + c->peer);
   uint8_t private_data[kParamsWireSize];
   rdma_conn_param param = makeConnParam(c->params, private_data);
+  if (options_.ack_timeout != 0) {
+    if (auto set = setAckTimeout(id, options_.ack_timeout); !set) {
+      c->conn.reset();
+      return reject(set.error().toString());
+    }
+  }
   if (rdma_accept(id, &param) != 0) {
     int err = errno;
     c->conn.reset();
@@ -303,7 +320,7 @@ void VerbsServerImpl::drop(ServerConnection& c, const std::string& reason) {
   c.closing = true;
   counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
   ZCIO_LOG(kWarn, "rdma connection from ", c.peer, " closed: ", reason);
-  c.conn->moveToError();
+  stopQueuePair(*c.conn, c.peer);
   rdma_disconnect(c.id.get());  // DISCONNECTED then frees it
 }
 

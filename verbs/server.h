@@ -22,6 +22,7 @@
 
 #include "iobuf/buffer_pool.h"
 #include "rpc/service.h"
+#include "verbs/cm.h"
 #include "verbs/owners.h"
 #include "verbs/params.h"
 #include "verbs/registrar.h"
@@ -32,7 +33,8 @@ struct VerbsServerOptions {
   std::string host;  // an address with an RDMA device behind it
   uint16_t port = 0;
   ConnectionParams params;
-  uint32_t reply_slots = 16;  // replies in flight per connection
+  uint32_t reply_slots = 16;                 // replies in flight per connection
+  uint8_t ack_timeout = kDefaultAckTimeout;  // each QP's (verbs/cm.h); 0 keeps rdma_cm's
   // The pool the service's reply payloads come from; registered here.
   std::shared_ptr<iobuf::BufferPool> pool;
 };

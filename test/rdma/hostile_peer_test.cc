@@ -101,11 +101,17 @@ class HostileServer {
     verbs::ConnectionParams ours;
     ours.features = features_;
     params_ = verbs::negotiate(ours, *theirs);
-    auto conn = verbs::RcConnection::create(id, pd_.get(), params_, 4, 4);
+    verbs::ConnectionParams posted = params_;
+    if (posted_receives_ > 0) posted.credits = posted_receives_;  // a lie about credits
+    auto conn = verbs::RcConnection::create(id, pd_.get(), posted, 4, 4);
     if (!conn) return conn.error();
     conn_ = std::move(*conn);
     uint8_t private_data[verbs::kParamsWireSize];
     rdma_conn_param param = verbs::makeConnParam(params_, private_data);
+    // The REP carries the RNR retry count the client's QP will use.
+    if (rnr_retry_) param.rnr_retry_count = *rnr_retry_;
+    // ~268 ms x 7 tries: our RDMA toward a QP in ERROR fails within ~2 s.
+    if (auto set = verbs::setAckTimeout(id, 16); !set) return set.error();
     if (rdma_accept(id, &param) != 0) return makeError(errno, "rdma_accept");
     auto established = verbs::waitForEvent(events_.get(), RDMA_CM_EVENT_ESTABLISHED, kWait);
     if (!established) return established.error();
@@ -156,6 +162,11 @@ class HostileServer {
   std::vector<std::byte>& local() { return local_; }
   // What acceptOne() announces; 0 plays a server without remote invalidation.
   void announceFeatures(uint32_t features) { features_ = features; }
+  // Keep only `count` receives posted while announcing the usual credits:
+  // the client's later SENDs meet RNR NAKs.
+  void postOnlyReceives(uint32_t count) { posted_receives_ = count; }
+  // The RNR retry count acceptOne() hands the client (7: retry forever).
+  void giveClientRnrRetry(uint8_t count) { rnr_retry_ = count; }
 
  private:
   Result<ibv_wc_status> transfer(const RemoteSegment& remote, uint32_t length, bool write) {
@@ -198,6 +209,8 @@ class HostileServer {
   std::unique_ptr<verbs::RcConnection> conn_;
   verbs::ConnectionParams params_;
   uint32_t features_ = verbs::ConnectionParams::kFeatureRemoteInvalidate;
+  uint32_t posted_receives_ = 0;
+  std::optional<uint8_t> rnr_retry_;
 };
 
 RemoteSegment segmentOf(const rpc::pb::Segment& s) {
@@ -213,8 +226,8 @@ class HostilePeer : public ::testing::Test {
     ASSERT_TRUE(listening) << listening.error().toString();
     configure(server_);
     // connect() waits for ESTABLISHED, which needs our accept: in parallel.
-    auto connecting = std::async(std::launch::async, [port = server_.port()] {
-      return verbs::VerbsClientTransport::connect(rdmaAddress(), port);
+    auto connecting = std::async(std::launch::async, [port = server_.port(), this] {
+      return verbs::VerbsClientTransport::connect(rdmaAddress(), port, clientOptions());
     });
     auto accepted = server_.acceptOne();
     auto transport = connecting.get();
@@ -225,6 +238,7 @@ class HostilePeer : public ::testing::Test {
   }
 
   virtual void configure(HostileServer&) {}
+  virtual verbs::VerbsClientOptions clientOptions() { return {}; }
 
   // Submits `call`; the future gets its result whenever it completes (a
   // shared promise: the transport may outlive the test body).
@@ -492,6 +506,84 @@ namespace {
 // A server that does not announce remote invalidation: the client falls back
 // to registering each call's segments and deregistering them before the
 // call completes; the rkeys must be just as narrow and just as dead.
+// Issue 16's stall: a QP that neither progresses nor errors. The server
+// keeps one receive posted and gives the client an infinite RNR retry, so
+// the second call's SEND is NAKed forever; when the first call times out,
+// its LOCAL_INV waits behind that SEND and never completes. The call must
+// still complete within its timeout plus the grace (the client moves the QP
+// to ERROR), and nothing may land in its memory afterwards.
+class HostilePeerThatStallsTheQueue : public HostilePeer {
+ protected:
+  void configure(HostileServer& server) override {
+    server.postOnlyReceives(1);
+    server.giveClientRnrRetry(7);
+  }
+};
+
+TEST_F(HostilePeerThatStallsTheQueue, TimedOutCallCompletesWithinItsTimeoutPlusTheGrace) {
+  constexpr auto kTimeout = 1000ms;
+  // timeout + invalidate_grace (1 s) + sweeps; the README promises + 2 s.
+  constexpr auto kBound = kTimeout + 2s;
+  auto started = std::chrono::steady_clock::now();
+  auto first = submit(directRead(kTimeout));
+  auto call = server_.nextCall();
+  ASSERT_TRUE(call) << call.error().toString();
+  ASSERT_EQ(call->header.write_chunks_size(), 1);
+  auto segment = segmentOf(call->header.write_chunks(0));
+  // Its SEND finds no receive: RNR NAKs, retried forever.
+  std::vector<std::byte> other(kBytes, std::byte{0x5A});
+  auto second = submit(readInto(other.data(), kBytes, 30s));
+  auto status = first.wait_until(started + kBound + 500ms);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  ASSERT_EQ(status, std::future_status::ready)
+      << "the timed-out call did not complete within " << (kBound + 500ms).count()
+      << " ms: its LOCAL_INV is stuck behind an RNR-retried SEND (" << transport_->describe()
+      << ")";
+  auto result = first.get();
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ETIMEDOUT) << result.error().toString();
+  std::cout << "timed-out call on a stalled QP completed after " << took.count()
+            << " ms: " << result.error().toString() << "\n";
+  EXPECT_LE(took, kBound);
+  // The other call fails with the connection, not at its own 30 s deadline.
+  ASSERT_EQ(second.wait_for(2s), std::future_status::ready);
+  EXPECT_FALSE(second.get());
+  // Nothing lands in the first call's memory now: the QP is in ERROR.
+  auto late = server_.writeTo(segment, kBytes);
+  ASSERT_TRUE(late) << late.error().toString();
+  std::cout << "RDMA WRITE into the timed-out call's segment: " << ibv_wc_status_str(*late) << "\n";
+  EXPECT_NE(*late, IBV_WC_SUCCESS);
+  EXPECT_TRUE(allBytes(buffer_, std::byte{0x5A}));
+}
+
+// The control: without the bound (a grace of an hour) the same call is
+// still pending well past its timeout — the stall the bound exists for is
+// real on this device, so the test above would fail without it.
+class HostilePeerThatStallsTheQueueUnbounded : public HostilePeerThatStallsTheQueue {
+ protected:
+  verbs::VerbsClientOptions clientOptions() override {
+    verbs::VerbsClientOptions options;
+    options.invalidate_grace = std::chrono::hours(1);
+    return options;
+  }
+};
+
+TEST_F(HostilePeerThatStallsTheQueueUnbounded, WithoutTheBoundTheTimedOutCallHangs) {
+  auto first = submit(directRead(1000ms));
+  auto call = server_.nextCall();
+  ASSERT_TRUE(call) << call.error().toString();
+  std::vector<std::byte> other(kBytes, std::byte{0x5A});
+  auto second = submit(readInto(other.data(), kBytes, 30s));
+  EXPECT_EQ(first.wait_for(4s), std::future_status::timeout)
+      << "the call completed although its LOCAL_INV sits behind an RNR-retried SEND: "
+         "the stall this bound guards against did not happen here";
+  // Teardown completes both (QP to ERROR first).
+  transport_.reset();
+  ASSERT_EQ(first.wait_for(kWait), std::future_status::ready);
+  EXPECT_FALSE(first.get());
+}
+
 class HostilePeerWithoutInvalidation : public HostilePeer {
  protected:
   void configure(HostileServer& server) override { server.announceFeatures(0); }

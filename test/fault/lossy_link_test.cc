@@ -241,7 +241,9 @@ class LossyLink : public ::testing::TestWithParam<Impairment> {
       return;
     }
     countError(tally, result->error(), took);
-    if (result->error().code != ECANCELED) failed_ = true;
+    // On rxe the server's late WRITE into the dead window also ends the
+    // connection (README): start the next call on a fresh one.
+    failed_ = true;
     // Invariant 1: after the failure, the memory is ours alone.
     std::fill(buffer->begin(), buffer->end(), '\x33');
     lock.unlock();

@@ -44,12 +44,13 @@ rdma_conn_param makeConnParam(const ConnectionParams& params, uint8_t* storage) 
   // rxe never gives up at 7 (it skips the decrement), so a QP whose
   // retransmissions go nowhere would neither progress nor error.
   param.retry_count = 6;
-  // Credits keep a receive posted for every message a peer may send, so an
-  // RNR NAK means a broken peer: give up after six (7 would retry forever,
-  // and a QP that neither progresses nor errors strands its LOCAL_INVs).
-  // The REP's count is the one the connecting side's QP uses, so a client
-  // cannot rely on it: its sweep bounds every call anyway.
-  param.rnr_retry_count = 6;
+  // 7: retry RNR NAKs for as long as the peer takes to repost a receive.
+  // Credits should make RNR impossible, but 6 (finite) failed a client QP
+  // once in a two-host CI run (a flushed SEND 0.8 s after connecting, three
+  // connections busy), as if the server's repost can trail a new call. A
+  // peer that never reposts cannot hang a call anyway: the client's sweep
+  // fails the connection at the call's deadline + invalidate_grace.
+  param.rnr_retry_count = 7;
   return param;
 }
 

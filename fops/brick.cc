@@ -98,7 +98,12 @@ class BrickSession final : public rpc::ServerSession {
     if (files_.size() >= brick_.options().max_open_files) {
       return rpc::errorReply(EMFILE, "too many open files on this connection");
     }
-    auto fd = brick_.root().openFile(c.path(), toOpenFlags(c.flags()), c.mode());
+    constexpr uint32_t kMutating = pb::OPEN_WRITE | pb::OPEN_CREATE | pb::OPEN_TRUNCATE;
+    if (brick_.options().read_only && (c.flags() & kMutating) != 0) {
+      return rpc::errorReply(EROFS, "the export is read-only");
+    }
+    mode_t mode = static_cast<mode_t>(c.mode()) & 0777 & ~brick_.options().umask;
+    auto fd = brick_.root().openFile(c.path(), toOpenFlags(c.flags()), mode);
     if (!fd) {
       ZCIO_LOG(kInfo, peer_, ": open refused: ", fd.error().toString());
       return failed(fd.error());
@@ -180,6 +185,7 @@ class BrickSession final : public rpc::ServerSession {
   }
 
   rpc::OutgoingReply write(const pb::Call& c, const iobuf::IoBufVector& payload) {
+    if (brick_.options().read_only) return rpc::errorReply(EROFS, "the export is read-only");
     auto fd = fdOf(c.fh());
     if (!fd) return failed(fd.error());
     if (c.length() != payload.totalLength()) {

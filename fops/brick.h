@@ -18,7 +18,13 @@ namespace zcio::fops {
 struct BrickOptions {
   uint64_t max_io = rpc::kMaxPayloadLength;  // largest READ a call may ask for
   size_t max_open_files = 1024;              // per connection
-  std::shared_ptr<iobuf::BufferPool> pool;   // made if null
+  // Export policy (README "Security"). A read-only export answers every
+  // mutating call (OPEN for writing, creating or truncating; WRITE) EROFS.
+  bool read_only = false;
+  // Masked out of the mode of files clients create; setuid, setgid and
+  // sticky bits are never granted, whatever the umask.
+  mode_t umask = 022;
+  std::shared_ptr<iobuf::BufferPool> pool;  // made if null
 };
 
 class Brick final : public rpc::Service {

@@ -3,13 +3,16 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <future>
+#include <optional>
 #include <tuple>
 
 #include "base/log.h"
 #include "fops/sync_waiter.h"
 #include "fops/url.h"
 #include "iobuf/buffer_pool.h"
+#include "rpc/auth_client.h"
 #include "tcp/client_transport.h"
 #include "verbs/client_transport.h"
 
@@ -109,9 +112,29 @@ Result<void> Client::setFileOptions(FileHandle fh, FileOptions options) {
 Result<std::unique_ptr<Client>> Client::connect(const std::string& text, ClientOptions options) {
   auto url = parseUrl(text);
   if (!url) return url.error();
+  std::optional<rpc::SharedKey> key;
+  if (options.key_file.empty()) {
+    if (const char* env = std::getenv("ZCIO_KEY_FILE"); env != nullptr && *env != '\0') {
+      options.key_file = env;
+    }
+  }
+  if (!options.key_file.empty()) {
+    auto loaded = rpc::SharedKey::load(options.key_file);
+    if (!loaded) return loaded.error();
+    key = std::move(*loaded);
+  }
+  // No call goes out before both sides have authenticated.
+  auto ready = [&](std::unique_ptr<rpc::Transport> transport) -> Result<std::unique_ptr<Client>> {
+    auto authenticated = rpc::authenticate(*transport, key ? &*key : nullptr, options.timeout);
+    if (!authenticated) {
+      transport->shutdown();
+      return authenticated.error();
+    }
+    return std::make_unique<Client>(std::move(transport), options);
+  };
   if (url->scheme == "rdma" || url->scheme == "auto") {
     auto transport = verbs::VerbsClientTransport::connect(url->host, url->port, options.rdma);
-    if (transport) return std::make_unique<Client>(std::move(*transport), options);
+    if (transport) return ready(std::move(*transport));
     if (url->scheme == "rdma") return transport.error();
     ZCIO_LOG(kInfo, "auto: RDMA to ", url->host, ":", url->port, " not viable (",
              transport.error().toString(), "); using TCP");
@@ -120,7 +143,7 @@ Result<std::unique_ptr<Client>> Client::connect(const std::string& text, ClientO
   topts.table_capacity = options.max_in_flight;
   auto transport = tcp::TcpClientTransport::connect(url->host, url->port, topts);
   if (!transport) return transport.error();
-  return std::make_unique<Client>(std::move(*transport), options);
+  return ready(std::move(*transport));
 }
 
 rpc::CallPtr Client::makeCall(pb::Op op, HeaderCallback done) {

@@ -98,6 +98,10 @@ struct ClientOptions {
   // A synchronous call spins this long for its reply before it sleeps (see
   // fops/sync_waiter.h); 0 sleeps at once.
   std::chrono::microseconds sync_spin{50};
+  // The export's shared key (rpc/shared_key.h), proven in the HELLO handshake
+  // before any call; the server must prove it too. Empty: $ZCIO_KEY_FILE if
+  // set, else no key (only a server started with --auth none is accepted).
+  std::string key_file;
 };
 
 // Per-file switches (setFileOptions): a layer is used for a file when it is

@@ -46,7 +46,8 @@ Result<int> ExportRoot::resolve(const std::string& path, int flags, mode_t mode)
   ZCIO_RETURN_IF_ERROR(checkRelativePath(path));
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.mode = (flags & O_CREAT) != 0 ? (mode & 07777) : 0;
+  // Never setuid, setgid or sticky bits from a client (the brick applies its umask too).
+  how.mode = (flags & O_CREAT) != 0 ? (mode & 0777) : 0;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   long fd = ::syscall(SYS_openat2, fd_, path.c_str(), &how, sizeof how);
   if (fd < 0) {
@@ -63,16 +64,48 @@ Result<int> ExportRoot::resolve(const std::string& path, int flags, mode_t mode)
 }
 
 Result<int> ExportRoot::openFile(const std::string& path, int flags, mode_t mode) const {
-  // O_NONBLOCK so a FIFO planted in the export cannot hang the server;
-  // it does nothing for regular files and is cleared below.
-  auto fd = resolve(path, flags | O_NONBLOCK | O_NOCTTY, mode);
-  if (!fd) return fd.error();
+  // Look before opening: an O_PATH descriptor opens nothing (no device
+  // driver's open, no FIFO rendezvous, no O_TRUNC), so a node that is not a
+  // regular file is refused before the client's flags ever reach it.
+  for (int attempt = 0;; ++attempt) {
+    auto probe = resolve(path, O_PATH, 0);
+    if (!probe && probe.error().code == ENOENT && (flags & O_CREAT) != 0) {
+      // A new name: O_CREAT makes a regular file, and O_EXCL keeps it from
+      // opening a node planted since the probe (then we look again, once).
+      auto fd = resolve(path, flags | O_EXCL | O_NONBLOCK | O_NOCTTY, mode);
+      if (!fd && fd.error().code == EEXIST && (flags & O_EXCL) == 0 && attempt == 0) continue;
+      if (!fd) return fd.error();
+      return checkedRegular(*fd, path);
+    }
+    if (!probe) return probe.error();
+    struct stat st {};
+    if (::fstat(*probe, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(*probe);
+      return makeError(EINVAL, "'" + path + "' is not a regular file");
+    }
+    if ((flags & O_CREAT) != 0 && (flags & O_EXCL) != 0) {
+      ::close(*probe);
+      return makeError(EEXIST, "create '" + path + "': it exists");
+    }
+    // Reopen exactly the inode just checked (not the name, which may have
+    // changed since) through the descriptor's /proc link.
+    std::string link = "/proc/self/fd/" + std::to_string(*probe);
+    int fd =
+        ::open(link.c_str(), (flags & ~(O_CREAT | O_EXCL)) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    int err = errno;
+    ::close(*probe);
+    if (fd < 0) return makeError(err, "open '" + path + "'");
+    return checkedRegular(fd, path);
+  }
+}
+
+Result<int> ExportRoot::checkedRegular(int fd, const std::string& path) {
   struct stat st {};
-  if (::fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(*fd);
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
     return makeError(EINVAL, "'" + path + "' is not a regular file");
   }
-  ::fcntl(*fd, F_SETFL, ::fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   return fd;
 }
 

@@ -21,7 +21,9 @@ class ExportRoot {
   ~ExportRoot();
 
   // A file descriptor for `path` (relative to the export), opened with
-  // `flags` (O_* plus O_CLOEXEC) and `mode`. Only regular files open for I/O.
+  // `flags` (O_* plus O_CLOEXEC) and `mode` (permission bits only: setuid,
+  // setgid and sticky are dropped). Only regular files open for I/O, and
+  // anything else is refused before it is opened.
   Result<int> openFile(const std::string& path, int flags, mode_t mode) const;
   Result<struct stat> statPath(const std::string& path) const;
   const std::string& directory() const { return directory_; }
@@ -29,6 +31,7 @@ class ExportRoot {
  private:
   ExportRoot(int fd, std::string directory) : fd_(fd), directory_(std::move(directory)) {}
   Result<int> resolve(const std::string& path, int flags, mode_t mode) const;
+  static Result<int> checkedRegular(int fd, const std::string& path);
 
   int fd_ = -1;
   std::string directory_;

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +25,7 @@
 #include "base/log.h"
 #include "fops/brick.h"
 #include "fops/url.h"
+#include "rpc/auth_service.h"
 #include "tcp/server.h"
 #include "tools/transfer.h"
 
@@ -42,6 +45,7 @@ struct Common {
   bool no_windows = false;
   double timeout_s = 60;
   unsigned ack_timeout = verbs::kDefaultAckTimeout;
+  std::string key_file;
 };
 
 void addCommon(po::options_description& desc, Common& c) {
@@ -55,8 +59,10 @@ void addCommon(po::options_description& desc, Common& c) {
       "seconds each call may take before it fails (ETIMEDOUT)")(
       "ack-timeout", po::value(&c.ack_timeout)->default_value(verbs::kDefaultAckTimeout),
       "rdma://: the QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)")(
-      "no-memory-windows", po::bool_switch(&c.no_windows),
-      "rdma://: register each call's memory instead of binding windows (comparisons)");
+      "key-file", po::value(&c.key_file),
+      "the export's shared key (mode 0600); default $ZCIO_KEY_FILE; none: only --auth none "
+      "servers")("no-memory-windows", po::bool_switch(&c.no_windows),
+                 "rdma://: register each call's memory instead of binding windows (comparisons)");
 }
 
 Result<tools::TransferOptions> toOptions(const Common& c) {
@@ -133,6 +139,7 @@ Result<std::pair<std::unique_ptr<fops::Client>, std::string>> connectTo(const st
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout_s * 1000));
   if (c.ack_timeout > 31) return makeError(EINVAL, "--ack-timeout must be 0..31");
   options.rdma.ack_timeout = static_cast<uint8_t>(c.ack_timeout);
+  options.key_file = c.key_file;
   auto client = fops::Client::connect(url->endpoint(), options);
   if (!client) return client.error();
   return std::make_pair(std::move(*client), url->path);
@@ -209,6 +216,24 @@ int cmdWrite(int argc, char** argv) {
   return 0;
 }
 
+// 32 random bytes, base64 (as `head -c 32 /dev/urandom | base64` would make).
+Result<rpc::SharedKey> writeDemoKey(const std::string& path) {
+  auto raw = rpc::randomNonce();  // 32 bytes from OpenSSL's CSPRNG
+  if (!raw) return raw.error();
+  std::string text(64, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()),
+                          reinterpret_cast<const unsigned char*>(raw->data()),
+                          static_cast<int>(raw->size()));
+  text.resize(static_cast<size_t>(n));
+  text += "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return errnoError(("create " + path).c_str());
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok) return makeError(EIO, "write " + path);
+  return rpc::SharedKey::load(path);
+}
+
 int cmdDemo(int argc, char** argv) {
   std::string size_text = "256M";
   std::string block_text = "1M";
@@ -232,14 +257,23 @@ int cmdDemo(int argc, char** argv) {
   std::string dir = dir_template;
   auto brick = fops::Brick::create(dir);
   if (!brick) return fail(brick.error().toString());
-  auto server = tcp::TcpServer::start(tcp::ServerOptions{}, **brick);
+  // The demo authenticates as every deployment should: a fresh shared key,
+  // readable by its owner only, outside the export.
+  std::string key_path = std::string(dir) + ".key";
+  auto key = writeDemoKey(key_path);
+  if (!key) return fail(key.error().toString());
+  rpc::AuthService auth(**brick, std::move(*key));
+  auto server = tcp::TcpServer::start(tcp::ServerOptions{}, auth);
   if (!server) return fail(server.error().toString());
   std::string url = "tcp://127.0.0.1:" + std::to_string((*server)->port());
   std::printf("zcio demo: server exporting %s on %s (in this process)\n", dir.c_str(), url.c_str());
 
-  auto client = fops::Client::connect(url);
+  fops::ClientOptions client_options;
+  client_options.key_file = key_path;
+  auto client = fops::Client::connect(url, client_options);
   if (!client) return fail(client.error().toString());
-  std::printf("client connected: %s\n", (*client)->describe().c_str());
+  std::printf("client connected: %s, authenticated with the key in %s (hmac-sha256)\n",
+              (*client)->describe().c_str(), key_path.c_str());
 
   auto fill = [](uint64_t offset, std::byte* dst, size_t length) -> Result<void> {
     tools::fillPattern(offset, dst, length);
@@ -293,6 +327,7 @@ int cmdDemo(int argc, char** argv) {
   client->reset();
   (*server)->stop();
   std::filesystem::remove_all(dir);
+  std::filesystem::remove(key_path);
   return 0;
 }
 

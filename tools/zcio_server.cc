@@ -1,24 +1,44 @@
 // zcio-server: exports one directory over zcio until SIGINT/SIGTERM.
 //
 //   zcio-server --export DIR --listen tcp://127.0.0.1:7700 [--listen rdma://10.0.0.1:7700]
+//               (--key-file KEY | --auth none) [--read-only] [--umask 022] [--user NAME]
 //               [--threads N]
 //
 // Prints "listening on URL ..." per listener once ready (PORT resolved when
 // 0 was asked for), then one log line per connection and per error on stderr.
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "base/log.h"
 #include "fops/brick.h"
 #include "fops/url.h"
+#include "rpc/auth_service.h"
 #include "tcp/server.h"
+#include "tools/privileges.h"
 #include "verbs/server.h"
 
 namespace po = boost::program_options;
 using namespace zcio;
+
+namespace {
+
+Result<mode_t> parseUmask(const std::string& text) {
+  char* end = nullptr;
+  unsigned long value = std::strtoul(text.c_str(), &end, 8);
+  if (text.empty() || *end != '\0' || value > 0777) {
+    return makeError(EINVAL, "--umask '" + text + "': an octal mask, 000 to 777");
+  }
+  return static_cast<mode_t>(value);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string export_dir;
@@ -26,6 +46,8 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   unsigned stall_ms = 30000;
   unsigned ack_timeout = verbs::kDefaultAckTimeout;
+  std::string key_file, auth, umask_text = "022", user;
+  bool read_only = false;
   po::options_description desc("zcio-server options");
   desc.add_options()("help,h", "show this help")("export", po::value(&export_dir)->required(),
                                                  "directory to export")(
@@ -37,6 +59,18 @@ int main(int argc, char** argv) {
       "close a TCP connection whose frame stops moving this long")(
       "ack-timeout", po::value(&ack_timeout)->default_value(verbs::kDefaultAckTimeout),
       "rdma://: each QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)");
+  po::options_description security(
+      "security (README \"Security\"; one of --key-file, --auth none)");
+  security.add_options()("key-file", po::value(&key_file),
+                         "the export's shared key (mode 0600): clients must prove it (HELLO)")(
+      "auth", po::value(&auth), "'none': serve anyone who reaches a listener, unauthenticated")(
+      "read-only", po::bool_switch(&read_only), "refuse every mutating call (EROFS)")(
+      "umask", po::value(&umask_text)->default_value("022"),
+      "octal mask for created files' modes (setuid/setgid/sticky are never set)")(
+      "user", po::value(&user),
+      "after binding, drop to this user (and its primary group): the export is then served "
+      "with that user's rights, not root's");
+  desc.add(security);
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -46,6 +80,13 @@ int main(int argc, char** argv) {
     }
     po::notify(vm);
     if (ack_timeout > 31) throw po::error("--ack-timeout must be 0..31");
+    if (key_file.empty() == (auth != "none")) {
+      throw po::error(
+          auth.empty() || auth == "none"
+              ? "choose --key-file PATH (clients prove the export's shared key) or --auth none "
+                "(anyone who reaches a listener reads and writes the export)"
+              : "--auth takes only 'none' (a key comes with --key-file), and not with --key-file");
+    }
   } catch (const po::error& e) {
     std::cerr << "zcio-server: " << e.what() << "\n" << desc << "\n";
     return 2;
@@ -69,13 +110,45 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto brick = fops::Brick::create(export_dir);
+  fops::BrickOptions brick_options;
+  brick_options.read_only = read_only;
+  auto mask = parseUmask(umask_text);
+  if (!mask) {
+    std::cerr << "zcio-server: " << mask.error().toString() << "\n";
+    return 2;
+  }
+  brick_options.umask = *mask;
+  ::umask(*mask);  // the kernel's umask then agrees with the brick's
+  std::optional<rpc::SharedKey> key;
+  if (!key_file.empty()) {
+    auto loaded = rpc::SharedKey::load(key_file);
+    if (!loaded) {
+      std::cerr << "zcio-server: " << loaded.error().toString() << "\n";
+      return 1;
+    }
+    key = std::move(*loaded);
+  }
+  std::optional<tools::Credentials> drop_to;
+  if (!user.empty()) {
+    auto found = tools::lookUpUser(user);
+    if (!found) {
+      std::cerr << "zcio-server: " << found.error().toString() << "\n";
+      return 2;
+    }
+    drop_to = *found;
+  }
+  auto brick = fops::Brick::create(export_dir, brick_options);
   if (!brick) {
     std::cerr << "zcio-server: " << brick.error().toString() << "\n";
     return 1;
   }
+  rpc::AuthService service(**brick, std::move(key));
+  if (!service.requiresKey()) {
+    ZCIO_LOG(kWarn, "--auth none: every client that reaches a listener is served unauthenticated");
+  }
   std::vector<std::unique_ptr<tcp::TcpServer>> tcp_servers;
   std::vector<std::unique_ptr<verbs::VerbsServer>> rdma_servers;
+  std::vector<std::string> ready_lines;
   for (const auto& url : urls) {
     uint16_t port = 0;
     if (url.scheme == "tcp") {
@@ -84,7 +157,7 @@ int main(int argc, char** argv) {
       options.port = url.port;
       options.threads = threads;
       options.frame_stall_timeout = std::chrono::milliseconds(stall_ms);
-      auto server = tcp::TcpServer::start(options, **brick);
+      auto server = tcp::TcpServer::start(options, service);
       if (!server) {
         std::cerr << "zcio-server: " << server.error().toString() << "\n";
         return 1;
@@ -97,7 +170,7 @@ int main(int argc, char** argv) {
       options.port = url.port;
       options.pool = (*brick)->options().pool;
       options.ack_timeout = static_cast<uint8_t>(ack_timeout);
-      auto server = verbs::VerbsServer::start(options, **brick);
+      auto server = verbs::VerbsServer::start(options, service);
       if (!server) {
         std::cerr << "zcio-server: rdma://" << url.host << ":" << url.port << ": "
                   << server.error().toString() << "\n";
@@ -106,9 +179,23 @@ int main(int argc, char** argv) {
       port = (*server)->port();
       rdma_servers.push_back(std::move(*server));
     }
-    std::printf("listening on %s://%s:%u exporting %s\n", url.scheme.c_str(), url.host.c_str(),
-                port, export_dir.c_str());
+    // Printed once privileges are dropped: a client that waits for the line
+    // is never served as root by mistake.
+    ready_lines.push_back("listening on " + url.scheme + "://" + url.host + ":" +
+                          std::to_string(port) + " exporting " + export_dir);
   }
+  if (drop_to) {
+    // Listeners are bound and the export is open: nothing below needs root.
+    auto dropped = tools::dropPrivileges(*drop_to);
+    if (!dropped) {
+      std::cerr << "zcio-server: " << dropped.error().toString() << "\n";
+      return 1;
+    }
+    ZCIO_LOG(kInfo, "serving as ", user, " (uid ", drop_to->uid, ", gid ", drop_to->gid, ")");
+  } else if (::geteuid() == 0) {
+    ZCIO_LOG(kWarn, "running as root without --user: clients act with root's rights in the export");
+  }
+  for (const auto& line : ready_lines) std::printf("%s\n", line.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

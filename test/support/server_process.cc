@@ -31,6 +31,13 @@ ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::str
     args.push_back("--listen");
     args.push_back("rdma://" + rdmaAddress() + ":0");
   }
+  // Tests choose their authentication; the rest speak raw frames or plain clients.
+  bool chose_auth = false;
+  for (const auto& a : extra_args) chose_auth |= a == "--key-file" || a == "--auth";
+  if (!chose_auth) {
+    args.push_back("--auth");
+    args.push_back("none");
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");

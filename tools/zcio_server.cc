@@ -148,44 +148,33 @@ int main(int argc, char** argv) {
   }
   std::vector<std::unique_ptr<tcp::TcpServer>> tcp_servers;
   std::vector<std::unique_ptr<verbs::VerbsServer>> rdma_servers;
-  std::vector<std::string> ready_lines;
-  for (const auto& url : urls) {
-    uint16_t port = 0;
-    if (url.scheme == "tcp") {
-      tcp::ServerOptions options;
-      options.host = url.host;
-      options.port = url.port;
-      options.threads = threads;
-      options.frame_stall_timeout = std::chrono::milliseconds(stall_ms);
-      auto server = tcp::TcpServer::start(options, service);
-      if (!server) {
-        std::cerr << "zcio-server: " << server.error().toString() << "\n";
-        return 1;
-      }
-      port = (*server)->port();
-      tcp_servers.push_back(std::move(*server));
-    } else {
-      verbs::VerbsServerOptions options;
-      options.host = url.host;
-      options.port = url.port;
-      options.pool = (*brick)->options().pool;
-      options.ack_timeout = static_cast<uint8_t>(ack_timeout);
-      auto server = verbs::VerbsServer::start(options, service);
-      if (!server) {
-        std::cerr << "zcio-server: rdma://" << url.host << ":" << url.port << ": "
-                  << server.error().toString() << "\n";
-        return 1;
-      }
-      port = (*server)->port();
-      rdma_servers.push_back(std::move(*server));
-    }
+  // TCP listeners first: a port below 1024 needs root. Then root is dropped,
+  // and only then are the rdma:// listeners made: the kernel refuses
+  // rdma_cm and uverbs file descriptors to a process whose credentials
+  // changed after it opened them ("changed security contexts").
+  std::vector<std::string> ready_lines(urls.size());
+  auto ready = [&](size_t i, uint16_t port) {
     // Printed once privileges are dropped: a client that waits for the line
     // is never served as root by mistake.
-    ready_lines.push_back("listening on " + url.scheme + "://" + url.host + ":" +
-                          std::to_string(port) + " exporting " + export_dir);
+    ready_lines[i] = "listening on " + urls[i].scheme + "://" + urls[i].host + ":" +
+                     std::to_string(port) + " exporting " + export_dir;
+  };
+  for (size_t i = 0; i < urls.size(); ++i) {
+    if (urls[i].scheme != "tcp") continue;
+    tcp::ServerOptions options;
+    options.host = urls[i].host;
+    options.port = urls[i].port;
+    options.threads = threads;
+    options.frame_stall_timeout = std::chrono::milliseconds(stall_ms);
+    auto server = tcp::TcpServer::start(options, service);
+    if (!server) {
+      std::cerr << "zcio-server: " << server.error().toString() << "\n";
+      return 1;
+    }
+    ready(i, (*server)->port());
+    tcp_servers.push_back(std::move(*server));
   }
   if (drop_to) {
-    // Listeners are bound and the export is open: nothing below needs root.
     auto dropped = tools::dropPrivileges(*drop_to);
     if (!dropped) {
       std::cerr << "zcio-server: " << dropped.error().toString() << "\n";
@@ -194,6 +183,22 @@ int main(int argc, char** argv) {
     ZCIO_LOG(kInfo, "serving as ", user, " (uid ", drop_to->uid, ", gid ", drop_to->gid, ")");
   } else if (::geteuid() == 0) {
     ZCIO_LOG(kWarn, "running as root without --user: clients act with root's rights in the export");
+  }
+  for (size_t i = 0; i < urls.size(); ++i) {
+    if (urls[i].scheme == "tcp") continue;
+    verbs::VerbsServerOptions options;
+    options.host = urls[i].host;
+    options.port = urls[i].port;
+    options.pool = (*brick)->options().pool;
+    options.ack_timeout = static_cast<uint8_t>(ack_timeout);
+    auto server = verbs::VerbsServer::start(options, service);
+    if (!server) {
+      std::cerr << "zcio-server: rdma://" << urls[i].host << ":" << urls[i].port << ": "
+                << server.error().toString() << "\n";
+      return 1;
+    }
+    ready(i, (*server)->port());
+    rdma_servers.push_back(std::move(*server));
   }
   for (const auto& line : ready_lines) std::printf("%s\n", line.c_str());
   std::fflush(stdout);

@@ -206,7 +206,7 @@ TEST_F(Security, WithUserTheServerHasOnlyThatUsersRights) {
 
   test::ServerProcess server(exported_.path(), {"--user", "nobody"});
   auto client = connect(server, "");
-  ASSERT_TRUE(client) << client.error().toString();
+  ASSERT_TRUE(client) << client.error().toString() << "\nserver log:\n" << server.log();
   auto read_secret = (*client)->open("root-only.bin", O_RDONLY);
   ASSERT_FALSE(read_secret) << "nobody's server read a root-only file";
   EXPECT_EQ(read_secret.error().code, EACCES);

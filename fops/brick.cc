@@ -6,6 +6,7 @@
 
 #include <climits>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "base/log.h"
@@ -34,6 +35,14 @@ void fillAttr(const struct stat& st, pb::Attr* attr) {
 
 rpc::OutgoingReply failed(const Error& error) {
   return rpc::errorReply(error.code, error.what);
+}
+
+// The kernel's own limit, checked first so the reply never quotes the path.
+std::optional<rpc::OutgoingReply> pathTooLong(const std::string& path) {
+  if (path.size() < PATH_MAX) return std::nullopt;
+  return rpc::errorReply(ENAMETOOLONG, "path of " + std::to_string(path.size()) +
+                                           " bytes exceeds PATH_MAX - 1 (" +
+                                           std::to_string(PATH_MAX - 1) + ")");
 }
 
 class BrickSession final : public rpc::ServerSession {
@@ -95,6 +104,7 @@ class BrickSession final : public rpc::ServerSession {
   }
 
   rpc::OutgoingReply open(const pb::Call& c) {
+    if (auto refused = pathTooLong(c.path())) return *refused;
     if (files_.size() >= brick_.options().max_open_files) {
       return rpc::errorReply(EMFILE, "too many open files on this connection");
     }
@@ -119,6 +129,7 @@ class BrickSession final : public rpc::ServerSession {
   }
 
   rpc::OutgoingReply stat(const pb::Call& c) {
+    if (auto refused = pathTooLong(c.path())) return *refused;
     auto st = brick_.root().statPath(c.path());
     if (!st) return failed(st.error());
     rpc::OutgoingReply reply;

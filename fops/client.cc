@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <climits>
+
 #include <algorithm>
 #include <cstdlib>
 #include <future>
@@ -13,6 +15,7 @@
 #include "fops/url.h"
 #include "iobuf/buffer_pool.h"
 #include "rpc/auth_client.h"
+#include "rpc/frame.h"
 #include "tcp/client_transport.h"
 #include "verbs/client_transport.h"
 
@@ -45,6 +48,49 @@ FileStat toStat(const pb::Attr& a) {
   return FileStat{a.size(), a.mode(), a.mtime_ns(), a.ino()};
 }
 
+// What preadv(2)/pwritev(2) refuse before any byte moves, so a bad argument
+// fails one call instead of faulting in a copy or ending the connection.
+// Returns the total length.
+Result<uint64_t> checkIo(const char* what, std::span<const iovec> iov, uint64_t offset) {
+  if (iov.size() > IOV_MAX) {
+    return makeError(EINVAL, std::string(what) + ": " + std::to_string(iov.size()) +
+                                 " iovecs exceed IOV_MAX (" + std::to_string(IOV_MAX) + ")");
+  }
+  uint64_t total = 0;
+  for (size_t i = 0; i < iov.size(); ++i) {
+    if (iov[i].iov_base == nullptr && iov[i].iov_len != 0) {
+      return makeError(EFAULT, std::string(what) + ": iov[" + std::to_string(i) +
+                                   "] has a NULL base and a nonzero length");
+    }
+    if (iov[i].iov_len > static_cast<uint64_t>(SSIZE_MAX) - total) {
+      return makeError(EINVAL, std::string(what) + ": iov lengths overflow ssize_t");
+    }
+    total += iov[i].iov_len;
+  }
+  if (offset > static_cast<uint64_t>(LLONG_MAX) ||
+      total > static_cast<uint64_t>(LLONG_MAX) - offset) {
+    return makeError(EINVAL, std::string(what) + ": offset " + std::to_string(offset) +
+                                 " + length overflows a file offset");
+  }
+  if (total > Client::maxIoSize()) {
+    return makeError(EINVAL, std::string(what) + " of " + std::to_string(total) +
+                                 " bytes exceeds " + std::to_string(Client::maxIoSize()));
+  }
+  return total;
+}
+
+// A path-carrying call whose header would not fit the frame limit: the path
+// is its only field of unbounded size.
+Result<void> checkHeader(const pb::Call& header) {
+  if (header.ByteSizeLong() <= rpc::kMaxHeaderLength) return okResult();
+  if (!header.path().empty()) {
+    return makeError(ENAMETOOLONG, "path of " + std::to_string(header.path().size()) +
+                                       " bytes does not fit a call header");
+  }
+  return makeError(EMSGSIZE,
+                   "call header exceeds " + std::to_string(rpc::kMaxHeaderLength) + " bytes");
+}
+
 }  // namespace
 
 Client::Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options)
@@ -75,6 +121,10 @@ Client::Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options)
 }
 
 Client::~Client() {
+  shutdown();
+}
+
+void Client::shutdown() {
   // Unsent write-behind data is sent (best effort) before the connection goes.
   if (write_behind_) write_behind_->drain(options_.timeout);
   if (transport_) transport_->shutdown();
@@ -155,6 +205,7 @@ rpc::CallPtr Client::makeCall(pb::Op op, HeaderCallback done) {
 }
 
 Result<rpc::ReplyData> Client::roundTrip(rpc::CallPtr call) {
+  ZCIO_RETURN_IF_ERROR(checkHeader(call->header));
   SyncWaiter<Result<rpc::ReplyData>> waiter(options_.sync_spin);
   call->done = [&waiter](Result<rpc::ReplyData> r) { waiter.set(std::move(r)); };
   requests_.fetch_add(1, std::memory_order_relaxed);
@@ -238,12 +289,12 @@ Result<void> Client::close(FileHandle fh) {
 
 AsyncCall Client::preadvAsync(FileHandle fh, std::span<const iovec> iov, uint64_t offset,
                               IoMode mode, IoCallback done) {
-  uint64_t length = iobuf::iovLength(iov);
-  if (length > maxIoSize()) {
-    done(makeError(EINVAL, "read of " + std::to_string(length) + " bytes exceeds " +
-                               std::to_string(maxIoSize())));
+  auto checked = checkIo("read", iov, offset);
+  if (!checked) {
+    done(checked.error());
     return {};
   }
+  uint64_t length = *checked;
   std::vector<iovec> dst(iov.begin(), iov.end());
   if (write_behind_) {
     if (auto e = write_behind_->error(fh)) {
@@ -321,12 +372,12 @@ AsyncCall Client::sendRead(FileHandle fh, std::vector<iovec> iov, uint64_t offse
 
 AsyncCall Client::pwritevAsync(FileHandle fh, std::span<const iovec> iov, uint64_t offset,
                                IoMode mode, IoCallback done) {
-  uint64_t length = iobuf::iovLength(iov);
-  if (length > maxIoSize()) {
-    done(makeError(EINVAL, "write of " + std::to_string(length) + " bytes exceeds " +
-                               std::to_string(maxIoSize())));
+  auto checked = checkIo("write", iov, offset);
+  if (!checked) {
+    done(checked.error());
     return {};
   }
+  uint64_t length = *checked;
   FileInfo info;
   if (cache_ || write_behind_) info = fileInfo(fh);
   std::function<void()> purge;

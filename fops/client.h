@@ -21,6 +21,17 @@
 // A short read (EOF) is a result, not an error. One call moves at most
 // maxIoSize() bytes (64 MiB); larger requests fail with EINVAL.
 //
+// Arguments are checked before any byte moves, on every read and write
+// variant (sync and async; a refused async call runs `done` at once): an
+// iovec with a NULL base and a nonzero length fails with EFAULT; more than
+// IOV_MAX iovecs, lengths whose sum overflows ssize_t, or an offset + length
+// past INT64_MAX fail with EINVAL. A refused call leaves the connection as it
+// was. Not checked: a non-NULL base that is not mapped (see zcio.h for what
+// each variant then does). A path whose call header would exceed the frame
+// limit (rpc::kMaxHeaderLength, or the verbs message size) fails with
+// ENAMETOOLONG without being sent; the server refuses paths of PATH_MAX
+// bytes or more with ENAMETOOLONG.
+//
 // Caching layers (both OFF by default; see ClientOptions and FileOptions):
 //  - io-cache (io_cache_bytes > 0): regular reads fill and are served from a
 //    page-granular (4 KiB) LRU cache of that many bytes. A direct read
@@ -187,6 +198,12 @@ class Client {
   // long-lived rkey early). Deregister before freeing. No-op on TCP.
   Result<void> registerMemory(void* addr, size_t length);
   Result<void> deregisterMemory(void* addr, size_t length);
+
+  // Ends the connection: staged write-behind data is sent (best effort),
+  // then every pending call fails with ESHUTDOWN and later calls fail at
+  // once. Idempotent, thread-safe (other threads may be in calls); not from a
+  // callback. The destructor calls it.
+  void shutdown();
 
   ClientStats stats() const;
   std::string describe() const;

@@ -4,7 +4,34 @@
  * functions returning pointers return NULL and set errno.
  * The _direct variants move payload straight between the server and the
  * caller's iov with no copy in user space; the caller's memory must stay
- * valid until the call returns. All functions are thread-safe. */
+ * valid until the call returns. All functions are thread-safe.
+ *
+ * Handles: zcio_client_t* and zcio_fd_t* are opaque values, looked up in a
+ * table (index + generation), never dereferenced. NULL fails with EINVAL; a
+ * handle already closed or disconnected, or never issued, fails with EBADF
+ * (a double zcio_close, any use after zcio_disconnect). zcio_disconnect
+ * invalidates the client's file handles too, and may run while other
+ * threads are in calls on that client: their calls return -1 promptly with
+ * ENOTCONN (the connection is shut down under them), and the client's memory
+ * is freed only once the last of them has returned. A handle value is only
+ * reused after its table slot was reused 2^32 times.
+ *
+ * I/O arguments, checked before any byte moves, on every read and write
+ * variant; a refused call leaves the connection usable:
+ *   - iovcnt < 0, iovcnt > IOV_MAX, iov NULL with iovcnt > 0, offset < 0,
+ *     iov lengths summing past SSIZE_MAX, offset + length past INT64_MAX,
+ *     or more than 64 MiB in one call: EINVAL;
+ *   - an iovec with a NULL base and a nonzero length: EFAULT.
+ * Not checked: a non-NULL base that is not mapped (or too short). Then the
+ * regular variants fault (SIGSEGV) in the copy, as memcpy would; a direct
+ * read over TCP fails with EFAULT and the connection stays usable (the rest
+ * of that reply is drained); a direct write over TCP fails with EFAULT part-
+ * way through its frame, which ends the connection; over RDMA registering
+ * the memory fails, and the call with it.
+ *
+ * Paths: one the server cannot take (PATH_MAX bytes or more) fails with
+ * ENAMETOOLONG; so does one too long for a call header (64 KiB), without
+ * being sent. The connection stays usable either way. */
 #ifndef ZCIO_H
 #define ZCIO_H
 

@@ -42,7 +42,10 @@ class Service {
   virtual std::unique_ptr<ServerSession> openSession(const std::string& peer) = 0;
 };
 
-// Builds an error reply with errno `code` and a reason for the peer.
+// Builds an error reply with errno `code` and a reason for the peer. The
+// reason is cut to kMaxErrorMessage bytes (ending "... (truncated)"), so an
+// error reply's header always fits the frame's header limit.
+inline constexpr size_t kMaxErrorMessage = 1024;
 OutgoingReply errorReply(int code, const std::string& message);
 
 }  // namespace zcio::rpc

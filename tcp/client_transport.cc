@@ -23,10 +23,12 @@ Error asioError(const error_code& ec, const std::string& what) {
 
 constexpr size_t kMaxGatherFrames = 16;
 
-// How long a timed-out or cancelled call may stay pinned (its reply payload
-// half received, or its frame half sent) before the peer counts as stalled
-// and the connection is closed: a timeout must bound the call even when the
-// peer stops sending or reading mid-frame.
+// How long the connection may move no byte while a timed-out or cancelled
+// call stays pinned (its reply payload half received, or its frame half
+// sent) before the peer counts as stalled and the connection is closed: a
+// timeout must bound the call even when the peer stops sending or reading
+// mid-frame. Counted from the last byte moved, not from the timeout, so a
+// peer that froze mid-frame ends the call at its timeout, not 2 s later.
 constexpr auto kStallGrace = std::chrono::seconds(2);
 
 // Bytes per recvmsg(): a larger one holds the socket lock while it copies,
@@ -100,6 +102,7 @@ Result<void> TcpClientTransport::open(const std::string& host, uint16_t port) {
   auto remote = socket_.remote_endpoint(ec);
   description_ = "tcp " + local.address().to_string() + ":" + std::to_string(local.port()) +
                  " -> " + remote.address().to_string() + ":" + std::to_string(remote.port());
+  noteProgress();
   readPreamble();
   asio::post(io_, [this] { locked([this] { receive(); }); });
   thread_ = std::thread([this] { io_.run(); });
@@ -199,6 +202,14 @@ void TcpClientTransport::start(rpc::CallPtr call) {
   frame.on_wire = false;
   frame.parked.reset();
   call->header.SerializeToString(&frame.header);
+  if (frame.header.size() > rpc::kMaxHeaderLength) {
+    // The server would reset the connection for it: only this call fails.
+    entry.sending = false;
+    finish(entry,
+           makeError(EMSGSIZE, "call header of " + std::to_string(frame.header.size()) +
+                                   " bytes exceeds " + std::to_string(rpc::kMaxHeaderLength)));
+    return;
+  }
   rpc::Preamble p;
   p.type = rpc::FrameType::kCall;
   p.header_length = static_cast<uint32_t>(frame.header.size());
@@ -247,24 +258,30 @@ void TcpClientTransport::flushSends() {
     }
     skipSent(*sent);
     writing_ = true;
-    asio::async_write(socket_, send_buffers_, TransferAllUpTo{kUnlimitedTransfer},
-                      [this](const error_code& ec, size_t) {
-                        locked([&] {
-                          writing_ = false;
-                          if (closed_) return;
-                          if (ec) {
-                            failConnection(asioError(ec, "send to server"));
-                            return;
-                          }
-                          // Taken out first: onSent may start the next write
-                          // (via a parked reply's completion once the lock is
-                          // let go), which refills sending_batch_.
-                          std::vector<uint64_t> sent;
-                          sent.swap(sending_batch_);
-                          onSent(sent);
-                          flushSends();
-                        });
-                      });
+    // The condition runs after each partial write: it keeps the progress
+    // clock the stall check reads.
+    auto condition = [this](const error_code& ec, size_t sent_so_far) -> size_t {
+      if (ec) return 0;
+      if (sent_so_far > 0) noteProgress();
+      return kUnlimitedTransfer;
+    };
+    asio::async_write(socket_, send_buffers_, condition, [this](const error_code& ec, size_t) {
+      locked([&] {
+        writing_ = false;
+        if (closed_) return;
+        if (ec) {
+          failConnection(asioError(ec, "send to server"));
+          return;
+        }
+        // Taken out first: onSent may start the next write (via a parked
+        // reply's completion once the lock is let go), which refills
+        // sending_batch_.
+        std::vector<uint64_t> sent;
+        sent.swap(sending_batch_);
+        onSent(sent);
+        flushSends();
+      });
+    });
     return;
   }
 }
@@ -282,6 +299,7 @@ Result<size_t> TcpClientTransport::sendNow() {
   msg.msg_iovlen = iov.size();
   for (;;) {
     ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) noteProgress();
     if (n >= 0) return static_cast<size_t>(n);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
@@ -327,13 +345,23 @@ void TcpClientTransport::abandon(rpc::PendingRequest& entry, Error error) {
       entry.abandoned = true;
       entry.abandon_error = std::move(error);
       // From now on the deadline is the stall limit (see sweep()).
-      entry.deadline = std::chrono::steady_clock::now() + kStallGrace;
+      entry.deadline = lastProgress() + kStallGrace;
     }
     return;
   }
   // Not on the wire, or sent and waiting: nothing touches the caller's memory
   // any more, and a late reply will find a stale xid and be drained.
   finish(entry, std::move(error));
+}
+
+void TcpClientTransport::noteProgress() {
+  last_progress_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                       std::memory_order_relaxed);
+}
+
+std::chrono::steady_clock::time_point TcpClientTransport::lastProgress() const {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::steady_clock::duration(last_progress_.load(std::memory_order_relaxed)));
 }
 
 void TcpClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
@@ -381,11 +409,20 @@ void TcpClientTransport::receive() {
     msg.msg_iovlen = rx_window_.size();
     ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
     if (n > 0) {
+      noteProgress();
       budget -= std::min(budget, static_cast<size_t>(n));
       advance(static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EFAULT && rx_stage_ == RxStage::kPayload) {
+      // A direct read into memory that is not mapped. recvmsg() consumed
+      // none of the bytes it could not copy, so the stream is still in step:
+      // the rest of this reply is drained and only this call fails.
+      abandon(*table_.find(rx_xid_),
+              makeError(EFAULT, "receive reply payload: destination not mapped"));
+      continue;
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       waitReadable();
       return;
@@ -644,7 +681,7 @@ void TcpClientTransport::sweep() {
   bool stalled = false;
   table_.forEachLive([&](rpc::PendingRequest& entry) {
     if (entry.deadline > now) return;
-    if (entry.abandoned) {  // still pinned kStallGrace after it was abandoned
+    if (entry.abandoned) {  // still pinned, and nothing moved for kStallGrace
       stalled = true;
       return;
     }
@@ -654,9 +691,9 @@ void TcpClientTransport::sweep() {
   if (stalled) {
     // Closing the socket is the only safe way to let go of the caller's
     // memory in the middle of a frame; every pending call fails.
-    failConnection(makeError(ETIMEDOUT, "peer stalled mid-frame for " +
+    failConnection(makeError(ETIMEDOUT, "peer stalled mid-frame: no byte moved for " +
                                             std::to_string(kStallGrace.count()) +
-                                            " s after a call was abandoned"));
+                                            " s while an abandoned call was pinned"));
     return;
   }
   if (table_.inUse() > 0) armSweep();

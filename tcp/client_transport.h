@@ -6,7 +6,9 @@
 // copy), pool buffers for regular ones. The payload is received in recvmsg()s
 // of at most 64 KiB (and `receive_piece`), and a cancel or timeout that
 // arrives mid-payload takes effect at the next piece boundary: the rest is
-// drained into scratch, then the call completes.
+// drained into scratch, then the call completes. A direct destination that
+// is not mapped (recvmsg fails with EFAULT) is handled the same way: the rest
+// of that reply is drained and the one call fails with EFAULT.
 //
 // The reader calls recvmsg(MSG_DONTWAIT) itself while the socket has data and
 // only asks the reactor to wait when it runs dry (a composed async_read paid
@@ -14,7 +16,10 @@
 // handlers (sends, cancels, the sweep) every `receive_budget` bytes and after
 // each reply, so completions — which issue the next calls — run at once.
 //
-// Write path: frames are gathered (writev) from the caller's memory.
+// Write path: frames are gathered (writev) from the caller's memory. A call
+// whose header exceeds rpc::kMaxHeaderLength fails with EMSGSIZE unsent. A
+// direct write from memory that is not mapped fails part-way through its
+// frame, so it ends the connection (EFAULT for every pending call).
 //
 // Threading: one io thread per connection runs every handler and every
 // completion. The connection's state (request table, send and receive state)
@@ -25,6 +30,8 @@
 // cancel/shutdown are thread-safe and post to the io thread.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -100,6 +107,9 @@ class TcpClientTransport final : public rpc::Transport {
   void onPayloadDone();
   void drain(uint64_t bytes);
   void failConnection(Error error);
+  // When a byte last moved either way (the stall check's clock).
+  void noteProgress();
+  std::chrono::steady_clock::time_point lastProgress() const;
   void armSweep();
   void sweep();
 
@@ -127,6 +137,7 @@ class TcpClientTransport final : public rpc::Transport {
   std::vector<asio::const_buffer> send_buffers_;
   std::vector<iovec> send_iov_;
   bool writing_ = false;
+  std::atomic<std::chrono::steady_clock::rep> last_progress_{0};  // also set by async_write
   bool sweep_armed_ = false;
   bool closed_ = false;
   Error close_error_;

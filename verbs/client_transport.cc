@@ -418,6 +418,11 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   if (work > sq_free_) return fail(makeError(EAGAIN, "send queue full"));
   std::string bytes;
   header.SerializeToString(&bytes);
+  if (!header.path().empty() && rpc::kPreambleSize + bytes.size() > params_.max_message) {
+    // Only a path makes a call this big: say so, as the TCP client does.
+    return fail(makeError(ENAMETOOLONG, "path of " + std::to_string(header.path().size()) +
+                                            " bytes does not fit the peer's message size"));
+  }
   uint64_t gathered = 0;
   for (const auto& g : gather) gathered += g.length;
   auto length = gather.empty()

@@ -1,7 +1,6 @@
 #include "tcp/server.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <deque>
@@ -22,9 +21,6 @@ constexpr size_t kReserveFds = 8;
 // Refusals in progress at once; beyond it a refused connection is closed
 // unanswered (each one holds a descriptor for up to kRefusalDeadline).
 constexpr size_t kMaxRefusals = 64;
-// A connection that queued at least this much returns its heap to the
-// system when it closes (glibc keeps freed memory in its arenas otherwise).
-constexpr uint64_t kTrimAfterQueued = 8ull * 1024 * 1024;
 
 std::string ms(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + " ms";
@@ -281,7 +277,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     frame.cost =
         frame.preamble.size() + frame.header.size() + p.payload_length + kQueuedFrameOverhead;
     queued_bytes_ += frame.cost;
-    peak_queued_bytes_ = std::max(peak_queued_bytes_, queued_bytes_);
     queue_.push_back(std::move(frame));
     flush();
     readPreamble();
@@ -346,7 +341,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     send_buffers_ = {};
     rx_header_ = {};
     ticket_.reset();  // its place under the caps is free now
-    if (peak_queued_bytes_ >= kTrimAfterQueued) malloc_trim(0);
     server_.forget(this);
   }
 
@@ -362,7 +356,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool write_timer_armed_ = false;
   size_t written_ = 0;  // bytes of the current gathered write moved so far
   SteadyClock::time_point last_write_progress_{};
-  uint64_t peak_queued_bytes_ = 0;
   std::unique_ptr<rpc::ServerSession> session_;
   bool closed_ = false;
 

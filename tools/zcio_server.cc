@@ -2,7 +2,8 @@
 //
 //   zcio-server --export DIR --listen tcp://127.0.0.1:7700 [--listen rdma://10.0.0.1:7700]
 //               (--key-file KEY | --auth none) [--read-only] [--umask 022] [--user NAME]
-//               [--threads N]
+//               [--threads N] [--idle-timeout-ms MS] [--max-connections N]
+//               [--max-connections-per-client N] [--allow CIDR ...]
 //
 // Prints "listening on URL ..." per listener once ready (PORT resolved when
 // 0 was asked for), then one log line per connection and per error on stderr.
@@ -16,6 +17,7 @@
 #include <iostream>
 #include <optional>
 
+#include "base/admission.h"
 #include "base/log.h"
 #include "fops/brick.h"
 #include "fops/url.h"
@@ -48,6 +50,22 @@ int main(int argc, char** argv) {
   unsigned ack_timeout = verbs::kDefaultAckTimeout;
   std::string key_file, auth, umask_text = "022", user;
   bool read_only = false;
+  // Resource limits and the allow-list (both transports).
+  ConnectionLimits limits;
+  unsigned idle_ms = static_cast<unsigned>(limits.idle_timeout.count());
+  std::vector<std::string> allow;
+  po::options_description limit_options("limits (tcp:// and rdma://)");
+  limit_options.add_options()("idle-timeout-ms", po::value(&idle_ms)->default_value(idle_ms),
+                              "close a connection that waits this long for a call (0: never)")(
+      "max-connections", po::value(&limits.max_connections)->default_value(limits.max_connections),
+      "connections per listener; more are refused (EUSERS)")(
+      "max-connections-per-client",
+      po::value(&limits.max_connections_per_client)
+          ->default_value(limits.max_connections_per_client),
+      "connections per client address; more are refused (EUSERS)")(
+      "allow", po::value(&allow)->multitoken(),
+      "admit only clients in this CIDR range, IPv4 or IPv6 (repeatable; default: any); others "
+      "are refused (EACCES)");
   po::options_description desc("zcio-server options");
   desc.add_options()("help,h", "show this help")("export", po::value(&export_dir)->required(),
                                                  "directory to export")(
@@ -56,7 +74,7 @@ int main(int argc, char** argv) {
       "tcp://127.0.0.1:7700)")("threads", po::value(&threads)->default_value(1),
                                "I/O threads (TCP)")(
       "frame-stall-ms", po::value(&stall_ms)->default_value(30000),
-      "close a TCP connection whose frame stops moving this long")(
+      "close a TCP connection whose frame, or reply write, stops moving this long")(
       "ack-timeout", po::value(&ack_timeout)->default_value(verbs::kDefaultAckTimeout),
       "rdma://: each QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)");
   po::options_description security(
@@ -71,6 +89,7 @@ int main(int argc, char** argv) {
       "after binding, drop to this user (and its primary group): the export is then served "
       "with that user's rights, not root's");
   desc.add(security);
+  desc.add(limit_options);
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -86,6 +105,12 @@ int main(int argc, char** argv) {
               ? "choose --key-file PATH (clients prove the export's shared key) or --auth none "
                 "(anyone who reaches a listener reads and writes the export)"
               : "--auth takes only 'none' (a key comes with --key-file), and not with --key-file");
+    }
+    limits.idle_timeout = std::chrono::milliseconds(idle_ms);
+    for (const auto& text : allow) {
+      auto range = Cidr::parse(text);
+      if (!range) throw po::error("--allow " + range.error().what);
+      limits.allow.add(*range);
     }
   } catch (const po::error& e) {
     std::cerr << "zcio-server: " << e.what() << "\n" << desc << "\n";
@@ -166,6 +191,7 @@ int main(int argc, char** argv) {
     options.port = urls[i].port;
     options.threads = threads;
     options.frame_stall_timeout = std::chrono::milliseconds(stall_ms);
+    options.limits = limits;
     auto server = tcp::TcpServer::start(options, service);
     if (!server) {
       std::cerr << "zcio-server: " << server.error().toString() << "\n";
@@ -191,6 +217,7 @@ int main(int argc, char** argv) {
     options.port = urls[i].port;
     options.pool = (*brick)->options().pool;
     options.ack_timeout = static_cast<uint8_t>(ack_timeout);
+    options.limits = limits;
     auto server = verbs::VerbsServer::start(options, service);
     if (!server) {
       std::cerr << "zcio-server: rdma://" << urls[i].host << ":" << urls[i].port << ": "

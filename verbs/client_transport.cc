@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "base/log.h"
@@ -20,6 +21,33 @@ namespace {
 std::string statusText(const ibv_wc& wc) {
   return std::string(ibv_wc_status_str(wc.status)) + " (vendor error " +
          std::to_string(wc.vendor_err) + ")";
+}
+
+// The answer to rdma_connect. A zcio server that refuses (connection caps,
+// allow-list) puts its reason as text in the reject's private data; it is
+// read here, before the event is acked and the data freed.
+Result<rdma_cm_event*> waitForConnect(rdma_event_channel* channel,
+                                      std::chrono::milliseconds timeout) {
+  pollfd pfd{channel->fd, POLLIN, 0};
+  int ready = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+  if (ready == 0) return makeError(ETIMEDOUT, "timed out waiting for ESTABLISHED");
+  if (ready < 0) return makeError(errno, "poll on the rdma_cm event channel");
+  rdma_cm_event* event = nullptr;
+  if (rdma_get_cm_event(channel, &event) != 0) return makeError(errno, "rdma_get_cm_event");
+  if (event->event == RDMA_CM_EVENT_ESTABLISHED) return event;
+  std::string reason;
+  if (event->event == RDMA_CM_EVENT_REJECTED && event->param.conn.private_data != nullptr) {
+    const auto* bytes = static_cast<const char*>(event->param.conn.private_data);
+    for (size_t i = 0; i < event->param.conn.private_data_len && bytes[i] != '\0'; ++i)
+      reason.push_back(std::isprint(static_cast<unsigned char>(bytes[i])) ? bytes[i] : '?');
+  }
+  std::string what = describeEvent(event);
+  int code = event->event == RDMA_CM_EVENT_REJECTED      ? ECONNREFUSED
+             : event->event == RDMA_CM_EVENT_UNREACHABLE ? EHOSTUNREACH
+                                                         : ECONNABORTED;
+  rdma_ack_cm_event(event);
+  if (!reason.empty()) return makeError(ECONNREFUSED, "connection refused by server: " + reason);
+  return makeError(code, "expected ESTABLISHED, got " + what);
 }
 
 }  // namespace
@@ -100,7 +128,7 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   uint8_t private_data[kParamsWireSize];
   rdma_conn_param param = makeConnParam(announced, private_data);
   if (rdma_connect(id_.get(), &param) != 0) return makeError(errno, "rdma_connect");
-  ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ESTABLISHED, options_.connect_timeout);
+  ev = waitForConnect(events_.get(), options_.connect_timeout);
   if (!ev)
     return makeError(ev.error().code, "connect to rdma://" + host + ":" + std::to_string(port) +
                                           ": " + ev.error().what);

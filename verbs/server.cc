@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <optional>
 #include <vector>
@@ -66,6 +67,7 @@ struct PendingCall {
 };
 
 struct ServerConnection {
+  AdmissionTicket ticket;  // first member: the last to go (its place under the caps)
   CmId id;
   std::unique_ptr<RcConnection> conn;
   std::unique_ptr<rpc::ServerSession> session;
@@ -80,6 +82,7 @@ struct ServerConnection {
   uint64_t read_serial = 0;
   bool established = false;
   bool closing = false;
+  std::chrono::steady_clock::time_point last_activity;  // accepted, or last completion
 };
 
 std::string peerOf(rdma_cm_id* id) {
@@ -106,7 +109,8 @@ class VerbsServerImpl {
   void run();
   void onCmEvent(rdma_cm_event* event);
   void accept(rdma_cm_event* event);
-  void drop(ServerConnection& c, const std::string& reason);
+  void drop(ServerConnection& c, const std::string& reason, bool protocol_error = true);
+  void closeIdle();
   void destroy(rdma_cm_id* id);
   void pollConnection(ServerConnection& c);
   void onCompletion(ServerConnection& c, const ibv_wc& wc);
@@ -121,6 +125,7 @@ class VerbsServerImpl {
 
   VerbsServerOptions options_;
   rpc::Service& service_;
+  Admission admission_{options_.limits};  // before connections_: their tickets point here
   EventChannel events_;
   CmId listener_;
   ProtectionDomain pd_;
@@ -229,7 +234,35 @@ void VerbsServerImpl::run() {
       rdma_cm_event* event = nullptr;
       while (rdma_get_cm_event(events_.get(), &event) == 0) onCmEvent(event);
     }
+    closeIdle();
   }
+}
+
+// Runs at least every 100 ms (the poll timeout above). A connection is idle
+// when nothing is queued, at the worker or being sent, and no completion
+// came for idle_timeout; one that never got ESTABLISHED counts from its
+// CONNECT_REQUEST.
+void VerbsServerImpl::closeIdle() {
+  auto limit = options_.limits.idle_timeout;
+  if (limit.count() <= 0) return;
+  auto now = std::chrono::steady_clock::now();
+  std::vector<rdma_cm_id*> unestablished;
+  for (auto& [id, c] : connections_) {
+    if (c->closing || now - c->last_activity < limit) continue;
+    if (!c->queue.empty() || c->at_worker > 0 || c->unsent > 0) continue;
+    bool sending = std::any_of(c->in_flight.begin(), c->in_flight.end(),
+                               [](const iobuf::IoBufVector& v) { return !v.empty(); });
+    if (sending) continue;
+    std::string reason = "idle for " + std::to_string(limit.count()) + " ms with no call";
+    if (c->established) {
+      drop(*c, reason, false);
+    } else {
+      ZCIO_LOG(kWarn, "rdma connection from ", c->peer, " closed: ", reason,
+               " (never established)");
+      unestablished.push_back(id);
+    }
+  }
+  for (rdma_cm_id* id : unestablished) destroy(id);
 }
 
 void VerbsServerImpl::onCmEvent(rdma_cm_event* event) {
@@ -275,16 +308,23 @@ void VerbsServerImpl::onCmEvent(rdma_cm_event* event) {
 void VerbsServerImpl::accept(rdma_cm_event* event) {
   rdma_cm_id* id = event->id;
   auto theirs = decodeParams(event->param.conn.private_data, event->param.conn.private_data_len);
+  // The reason travels to the client in the reject's private data.
   auto reject = [&](const std::string& why) {
     ZCIO_LOG(kWarn, "rdma connection from ", peerOf(id), " refused: ", why);
-    rdma_reject(id, nullptr, 0);
+    counters_.refused.fetch_add(1, std::memory_order_relaxed);
+    std::string text = why.substr(0, kRejectReasonMax - 1);
+    rdma_reject(id, text.c_str(), static_cast<uint8_t>(text.size() + 1));
     rdma_ack_cm_event(event);
     rdma_destroy_id(id);
   };
+  auto ticket = admission_.admit(IpAddress::fromSockaddr(rdma_get_peer_addr(id)));
+  if (!ticket) return reject(ticket.error().what);
   if (!theirs) return reject(theirs.error().what);
   if (id->verbs != context_)
     return reject("arrived on a different RDMA device than the listener's");
   auto c = std::make_unique<ServerConnection>();
+  c->ticket = std::move(*ticket);
+  c->last_activity = std::chrono::steady_clock::now();
   c->peer = peerOf(id);
   c->params = negotiate(options_.params, *theirs);
   // Each reply may need one RDMA WRITE per 16 pool pieces or segment.
@@ -315,10 +355,10 @@ void VerbsServerImpl::accept(rdma_cm_event* event) {
   connections_.emplace(id, std::move(c));
 }
 
-void VerbsServerImpl::drop(ServerConnection& c, const std::string& reason) {
+void VerbsServerImpl::drop(ServerConnection& c, const std::string& reason, bool protocol_error) {
   if (c.closing) return;
   c.closing = true;
-  counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  if (protocol_error) counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
   ZCIO_LOG(kWarn, "rdma connection from ", c.peer, " closed: ", reason);
   stopQueuePair(*c.conn, c.peer);
   rdma_disconnect(c.id.get());  // DISCONNECTED then frees it
@@ -340,6 +380,7 @@ void VerbsServerImpl::pollConnection(ServerConnection& c) {
   while (!c.closing) {
     int got = c.conn->poll(wcs);
     if (got <= 0) break;
+    c.last_activity = std::chrono::steady_clock::now();
     for (int i = 0; i < got && !c.closing; ++i) onCompletion(c, wcs[i]);
   }
   if (!c.closing) process(c);

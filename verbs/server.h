@@ -12,6 +12,13 @@
 // One thread polls the listener and every connection; large reads are handed
 // to a second, the CallWorker (verbs/call_worker.h), so that the brick's file
 // read overlaps the RDMA work of the replies before it.
+//
+// Connection caps and the allow-list (base/admission.h) are checked at
+// CONNECT_REQUEST: a refused client gets rdma_reject with the reason as
+// text in the reject's private data (NUL-terminated, at most
+// kRejectReasonMax bytes), which zcio clients report as "connection refused
+// by server: <reason>". A connection (it holds a QP and its buffers) with no
+// call under way for limits.idle_timeout is disconnected.
 #pragma once
 
 #include <atomic>
@@ -20,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include "base/admission.h"
 #include "iobuf/buffer_pool.h"
 #include "rpc/service.h"
 #include "verbs/cm.h"
@@ -37,12 +45,17 @@ struct VerbsServerOptions {
   uint8_t ack_timeout = kDefaultAckTimeout;  // each QP's (verbs/cm.h); 0 keeps rdma_cm's
   // The pool the service's reply payloads come from; registered here.
   std::shared_ptr<iobuf::BufferPool> pool;
+  ConnectionLimits limits;
 };
+
+// IB CM's REJ carries 148 bytes of private data; the reason and its NUL fit.
+inline constexpr size_t kRejectReasonMax = 140;
 
 struct VerbsServerCounters {
   std::atomic<uint64_t> connections{0};
   std::atomic<uint64_t> calls{0};
   std::atomic<uint64_t> protocol_errors{0};
+  std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> rdma_writes{0};
   std::atomic<uint64_t> rdma_reads{0};
 };

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +18,9 @@
 
 namespace zcio::test {
 
-ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::string> extra_args) {
+ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::string> extra_args,
+                             ServerProcessOptions options)
+    : tcp_host_(options.tcp_host) {
   int out[2];
   if (pipe(out) != 0) throw std::runtime_error("pipe failed");
   char log_template[] = "/tmp/zcio-server-log-XXXXXX";
@@ -25,7 +28,7 @@ ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::str
   if (log_fd < 0) throw std::runtime_error("mkstemp failed");
   log_path_ = log_template;
   std::vector<std::string> args = {ZCIO_SERVER_BINARY, "--export", export_dir, "--listen",
-                                   "tcp://127.0.0.1:0"};
+                                   "tcp://" + tcp_host_ + ":0"};
   bool rdma = transportUnderTest() == "rdma";
   if (rdma) {
     args.push_back("--listen");
@@ -44,6 +47,10 @@ ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::str
   if (pid_ == 0) {
     // A crashed test must not leave its server behind.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (options.max_open_files != 0) {
+      rlimit limit{options.max_open_files, options.max_open_files};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+    }
     dup2(out[1], STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
     close(out[0]);
@@ -76,12 +83,12 @@ ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::str
     rdma_url_ = second.substr(at, second.find(' ', at) - at);
   }
   close(out[0]);
-  auto pos = line.find("127.0.0.1:");
+  auto pos = line.find(tcp_host_ + ":");
   if (pos == std::string::npos) {
     stop();
     throw std::runtime_error("zcio-server did not start: '" + line + "' log: " + log());
   }
-  port_ = static_cast<uint16_t>(std::stoi(line.substr(pos + 10)));
+  port_ = static_cast<uint16_t>(std::stoi(line.substr(pos + tcp_host_.size() + 1)));
 }
 
 std::string transportUnderTest() {

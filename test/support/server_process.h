@@ -16,15 +16,24 @@
 
 namespace zcio::test {
 
+struct ServerProcessOptions {
+  // RLIMIT_NOFILE (soft and hard) set in the child before exec; 0 keeps ours.
+  uint64_t max_open_files = 0;
+  // The TCP listener's address (an address inside a test's own network
+  // namespace pair, say); tcpUrl() and port() name it.
+  std::string tcp_host = "127.0.0.1";
+};
+
 class ServerProcess {
  public:
-  explicit ServerProcess(const std::string& export_dir, std::vector<std::string> extra_args = {});
+  explicit ServerProcess(const std::string& export_dir, std::vector<std::string> extra_args = {},
+                         ServerProcessOptions options = {});
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   uint16_t port() const { return port_; }  // the TCP listener's
-  std::string tcpUrl() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  std::string tcpUrl() const { return "tcp://" + tcp_host_ + ":" + std::to_string(port_); }
   // The listener of the transport under test.
   std::string url() const { return rdma_url_.empty() ? tcpUrl() : rdma_url_; }
   pid_t pid() const { return pid_; }
@@ -38,6 +47,7 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   uint16_t port_ = 0;
+  std::string tcp_host_;
   std::string rdma_url_;
   int exit_status_ = -1;
   std::string log_path_;

@@ -3,7 +3,8 @@
 // process) that reads the client's one call and answers it with fuzz bytes,
 // then waits for the client to hang up. The call must end with a result or an
 // error (never a crash, an overflow of the caller's buffers, or a hang), and a
-// read's or write's byte count must fit the caller's iov.
+// read's or write's byte count must fit the caller's iov. The HELLO
+// operation runs the client's half of the handshake (rpc::authenticate).
 //
 // Input: byte 0 picks the operation, byte 1 holds flags, the rest is what the
 // fake server sends.
@@ -13,7 +14,9 @@
 //              xid), so a raw reply can match;
 //   flags & 4: the client has an io-cache (regular reads fill it);
 //   flags & 8: reads ask for 64 KiB, else 100 bytes;
-//   flags & 16: the destination is three iovecs, else one.
+//   flags & 16: the destination is three iovecs, else one;
+//   flags & 32: HELLO with a shared key (then it must fail: fuzz bytes
+//               cannot prove the key), else without one.
 #include <fcntl.h>
 
 #include <memory>
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "fops/client.h"
+#include "rpc/auth_client.h"
 #include "tcp/client_transport.h"
 #include "test/fuzz/fuzz_support.h"
 
@@ -31,7 +35,7 @@ namespace {
 using namespace zcio;
 using namespace std::chrono_literals;
 
-enum Op { kOpen, kStat, kFstat, kRead, kReadDirect, kWrite, kFsync, kClose, kOpCount };
+enum Op { kOpen, kStat, kFstat, kRead, kReadDirect, kWrite, kFsync, kClose, kHello, kOpCount };
 
 struct Input {
   Op op = kOpen;
@@ -51,8 +55,8 @@ std::string answerFor(const Input& in, uint64_t xid) {
 }
 
 // The fake server's side of one input.
-void serveOne(fuzz::Listener& listener, const Input& in) {
-  fuzz::Socket socket = listener.accept(5000ms);
+void serveOne(fuzz::Listener& from, const Input& in) {
+  fuzz::Socket socket = from.accept(5000ms);
   if (!socket.valid()) fuzz::fuzzFail("the client did not connect within 5 s");
   // No call comes when the client fails it before sending: EOF then.
   if (auto call = fuzz::readFrame(socket, 5000ms)) {
@@ -118,30 +122,51 @@ void runOp(fops::Client& client, const Input& in) {
     case kClose:
       (void)client.close(kFh);
       break;
+    case kHello:
     case kOpCount:
       break;
   }
 }
 
+fuzz::Listener& listener() {
+  static fuzz::Listener l;
+  return l;
+}
+
 }  // namespace
 
+// One-time set-up outside any input (LeakSanitizer checks inputs): the
+// listener, and OpenSSL's random state for HELLO's nonces.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fuzz::quietLogs();
+  (void)listener();
+  if (!rpc::randomNonce()) fuzz::fuzzFail("no random nonce");
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static bool quiet = (fuzz::quietLogs(), true);
-  (void)quiet;
-  static fuzz::Listener listener;
   if (size < 2) return 0;
   Input in;
   in.op = static_cast<Op>(data[0] % kOpCount);
   in.flags = data[1];
   in.stream = std::string_view(reinterpret_cast<const char*>(data) + 2, size - 2);
 
-  std::thread peer([&] { serveOne(listener, in); });
+  std::thread peer([&] { serveOne(listener(), in); });
   {
     tcp::ClientOptions transport_options;
     transport_options.table_capacity = 4;
     auto transport =
-        tcp::TcpClientTransport::connect("127.0.0.1", listener.port(), transport_options);
+        tcp::TcpClientTransport::connect("127.0.0.1", listener().port(), transport_options);
     if (!transport) fuzz::fuzzFail("connect to the fake server: " + transport.error().toString());
+    if (in.op == kHello) {
+      auto key = rpc::SharedKey::fromBytes(std::string(fuzz::kFuzzKey));
+      bool keyed = (in.flags & 32) != 0;
+      auto r = rpc::authenticate(**transport, keyed ? &key : nullptr, 5000ms);
+      if (r && keyed) fuzz::fuzzFail("HELLO accepted a server that never proved the key");
+      (*transport)->shutdown();
+      peer.join();
+      return 0;
+    }
     fops::ClientOptions options;
     options.timeout = 5000ms;  // never reached: the fake server always answers or closes
     options.sync_spin = 0us;

@@ -116,7 +116,7 @@ void FuzzExport::checkConfined() const {
 
 // ---- FuzzServer ------------------------------------------------------------
 
-FuzzServer startFuzzServer(const std::string& directory) {
+FuzzServer startFuzzServer(const std::string& directory, bool keyed) {
   constexpr uint64_t kMaxIo = 256 * 1024;
   fops::BrickOptions brick_options;
   brick_options.max_io = kMaxIo;
@@ -128,9 +128,12 @@ FuzzServer startFuzzServer(const std::string& directory) {
   options.threads = 1;
   options.max_payload = kMaxIo;
   options.frame_stall_timeout = 2000ms;
-  auto server = tcp::TcpServer::start(options, **brick);
+  std::optional<rpc::SharedKey> key;
+  if (keyed) key = rpc::SharedKey::fromBytes(std::string(kFuzzKey));
+  auto auth = std::make_unique<rpc::AuthService>(**brick, std::move(key));
+  auto server = tcp::TcpServer::start(options, *auth);
   if (!server) fuzzFail("TcpServer::start: " + server.error().toString());
-  return FuzzServer{std::move(*brick), std::move(*server)};
+  return FuzzServer{std::move(*brick), std::move(auth), std::move(*server)};
 }
 
 // ---- Socket ----------------------------------------------------------------

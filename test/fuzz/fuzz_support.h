@@ -2,9 +2,10 @@
 //
 //  - FuzzExport: a temp directory holding the export (a few small files) and
 //    nothing else, so a path that escaped the export would show up beside it.
-//  - FuzzServer: a real Brick served by a real TcpServer on loopback, in this
-//    process (its threads' coverage guides the fuzzer). startFuzzServer() is
-//    the one place that sets it up.
+//  - FuzzServer: a real Brick behind the HELLO gate (AuthService) served by a
+//    real TcpServer on loopback, in this process (its threads' coverage
+//    guides the fuzzer): zcio-server's stack. startFuzzServer() is the one
+//    place that sets it up.
 //  - Blocking loopback sockets with deadlines: a misbehaving peer makes a
 //    target abort with a reason (a finding), never hang.
 //  - framedStream(): turns fuzz bytes into frames with a correct preamble, so
@@ -24,7 +25,9 @@
 #include <string_view>
 
 #include "fops/brick.h"
+#include "rpc/auth_service.h"
 #include "rpc/frame.h"
+#include "rpc/shared_key.h"
 #include "rpc/zcio.pb.h"
 #include "tcp/server.h"
 
@@ -58,16 +61,22 @@ class FuzzExport {
   std::string export_;
 };
 
+// The key of keyed fuzz servers (a fuzzer cannot forge its proofs, so those
+// exercise the handshake; calls past it need the no-auth mode).
+inline constexpr std::string_view kFuzzKey = "zcio-fuzz-shared-key-0123456789";
+
 struct FuzzServer {
   std::unique_ptr<fops::Brick> brick;
+  std::unique_ptr<rpc::AuthService> auth;
   std::unique_ptr<tcp::TcpServer> server;
   uint16_t port() const { return server->port(); }
 };
 
-// Small I/O limits keep replies (and the fuzzer) fast; everything else is the
-// server's defaults. When the server learns options (authentication, say),
-// this is where the fuzz targets choose them.
-FuzzServer startFuzzServer(const std::string& directory);
+// keyed: AuthService with kFuzzKey (zcio-server --key-file), else the no-auth
+// mode (--auth none). Small I/O limits keep replies (and the fuzzer) fast;
+// everything else is the server's defaults. New server options are chosen
+// here.
+FuzzServer startFuzzServer(const std::string& directory, bool keyed = false);
 
 // ---- loopback sockets ----------------------------------------------------
 

@@ -70,9 +70,38 @@ void frameSeeds() {
       fuzz::encodeFrame(rpc::FrameType::kReply, 6, reply(ENOENT).SerializeAsString(), {}));
 }
 
+pb::Call hello(uint32_t step, const std::string& bytes) {
+  pb::Call c;
+  c.set_op(pb::OP_HELLO);
+  c.mutable_hello()->set_step(step);
+  if (step == 1) {
+    c.mutable_hello()->set_nonce(bytes);
+  } else {
+    c.mutable_hello()->set_proof(bytes);
+  }
+  return c;
+}
+
+pb::Reply helloReply(const std::string& auth) {
+  pb::Reply r;
+  r.mutable_hello()->set_auth(auth);
+  if (auth != "none") {
+    r.mutable_hello()->set_nonce(std::string(rpc::kNonceSize, 'n'));
+    r.mutable_hello()->set_proof(std::string(32, 'p'));
+  }
+  return r;
+}
+
 void serverSeeds() {
   const std::string framed(1, '\1');
   const std::string raw(1, '\0');
+  const std::string keyed(1, '\3');  // framed, to the server with a key
+  put("server", "hello-none-stat",
+      framed + record(hello(1, std::string(rpc::kNonceSize, 'c'))) +
+          record(call(pb::OP_STAT, "probe")));
+  put("server", "keyed-hello-steps",
+      keyed + record(hello(1, std::string(rpc::kNonceSize, 'c'))) +
+          record(hello(2, std::string(32, 'p'))) + record(call(pb::OP_STAT, "probe")));
   put("server", "raw-stat", raw + callFrame(1, call(pb::OP_STAT, "probe")));
   put("server", "raw-open-read",
       raw + callFrame(1, call(pb::OP_OPEN, "a", 0, 0, 0, pb::OPEN_READ)) +
@@ -98,7 +127,7 @@ void clientSeeds() {
   auto framedReply = [](const pb::Reply& r, const std::string& payload = {}) {
     return fuzz::framedRecord(r.SerializeAsString(), payload);
   };
-  enum { kOpen, kStat, kFstat, kRead, kReadDirect, kWrite, kFsync, kClose };
+  enum { kOpen, kStat, kFstat, kRead, kReadDirect, kWrite, kFsync, kClose, kHello };
   auto input = [](int op, int flags, const std::string& stream) {
     return std::string(1, static_cast<char>(op)) + std::string(1, static_cast<char>(flags)) +
            stream;
@@ -114,6 +143,8 @@ void clientSeeds() {
   put("client", "write-count-over", input(kWrite, 1, framedReply(reply(0, 0, 116))));
   put("client", "fsync", input(kFsync, 1, framedReply(reply())));
   put("client", "close", input(kClose, 1, framedReply(reply())));
+  put("client", "hello-none", input(kHello, 1, framedReply(helloReply("none"))));
+  put("client", "hello-keyed-hmac", input(kHello, 1 | 32, framedReply(helloReply("hmac-sha256"))));
   // Raw: a whole reply frame whose xid the harness patches in.
   put("client", "raw-read",
       input(kRead, 2,

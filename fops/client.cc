@@ -438,11 +438,17 @@ AsyncCall Client::sendWrite(FileHandle fh, std::span<const iovec> iov, uint64_t 
     bytes_copied_.fetch_add(source.copyTo(dst), std::memory_order_relaxed);
     call->payload = std::move(*buffers);
   }
-  call->done = [this, on_complete = std::move(on_complete),
+  call->done = [this, length, on_complete = std::move(on_complete),
                 done = std::move(done)](Result<rpc::ReplyData> reply) {
     if (on_complete) on_complete();
     if (!reply) return done(reply.error());
     if (auto status = replyStatus(*reply); !status) return done(status.error());
+    // A caller advances its buffer by the result: a count above what was
+    // sent (found by the client fuzzer) must never reach it.
+    if (reply->header.count() > length) {
+      return done(makeError(EPROTO, "write reply claims " + std::to_string(reply->header.count()) +
+                                        " bytes written of " + std::to_string(length)));
+    }
     bytes_written_.fetch_add(reply->header.count(), std::memory_order_relaxed);
     done(static_cast<size_t>(reply->header.count()));
   };

@@ -164,3 +164,31 @@ TEST_F(FopsSemantics, PathsOutsideTheExportAreRefusedAndServingContinues) {
 
 }  // namespace
 }  // namespace zcio::itest
+
+namespace zcio::itest {
+namespace {
+
+// POSIX names are bytes: one that is not UTF-8 opens like any other, and the
+// connection goes on (a proto3 string path made the server close it).
+TEST_F(FopsSemantics, ANonUtf8NameWorksAndTheConnectionStaysUsable) {
+  const std::string name = "latin1-\xe9t\xe9-\xff.bin";
+  auto fh = client_->open(name, O_RDWR | O_CREAT | O_EXCL, 0644);
+  ASSERT_TRUE(fh) << fh.error().toString();
+  std::string data = "bytes of a file whose name is not UTF-8";
+  iovec out{data.data(), data.size()};
+  auto written = client_->pwritev(*fh, {&out, 1}, 0);
+  ASSERT_TRUE(written) << written.error().toString();
+  EXPECT_TRUE(client_->close(*fh));
+  EXPECT_EQ(test::readLocalFile(dir_->file(name)), data);
+  auto st = client_->stat(name);
+  ASSERT_TRUE(st) << st.error().toString();
+  EXPECT_EQ(st->size, data.size());
+  auto missing = client_->open("missing-\xff", O_RDONLY);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ENOENT);
+  EXPECT_TRUE(client_->stat(name)) << "the connection broke after an error about a non-UTF-8 name";
+  stopServerCleanly();
+}
+
+}  // namespace
+}  // namespace zcio::itest

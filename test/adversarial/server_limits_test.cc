@@ -122,7 +122,9 @@ TEST(ServerLimits, FdExhaustionIsAnsweredWithEmfileWithoutSpinning) {
     ASSERT_TRUE(idle.back().valid());
     waitUntil([&] { return openFds(server.pid()) > before; }, 500ms);
   }
-  ASSERT_GE(openFds(server.pid()), kFdLimit) << "could not exhaust the server's descriptors";
+  // One short of the limit is exhausted too: a reserve descriptor may be on
+  // its way to a refusal, and a sanitizer's runtime may hold one (TSan did).
+  ASSERT_GE(openFds(server.pid()), kFdLimit - 1) << "could not exhaust the server's descriptors";
 
   // A new client hears why at once instead of waiting out its timeout.
   expectFirstCallRefused(server, EMFILE, "out of file descriptors", 5000ms);

@@ -1,8 +1,6 @@
 #include "verbs/client_transport.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 
 #include "base/log.h"
 #include "verbs/cm.h"
+#include "verbs/connector.h"
 #include "verbs/message.h"
 
 namespace zcio::verbs {
@@ -64,54 +63,30 @@ Result<std::unique_ptr<VerbsClientTransport>> VerbsClientTransport::connect(
 }
 
 Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) {
-  events_.reset(rdma_create_event_channel());
-  if (!events_) return makeError(errno, "rdma_create_event_channel");
-  rdma_cm_id* raw = nullptr;
-  if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0) {
-    return makeError(errno, "rdma_create_id");
-  }
-  id_.reset(raw);
+  auto ep = resolveRoute(host, port, options_.connect_timeout, options_.ack_timeout);
+  if (!ep) return ep.error();
+  events_ = std::move(ep->events);
+  id_ = std::move(ep->id);
 
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* ai = nullptr;
-  int gai = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &ai);
-  if (gai != 0) return makeError(EHOSTUNREACH, "resolve " + host + ": " + gai_strerror(gai));
-  int rc = rdma_resolve_addr(id_.get(), nullptr, ai->ai_addr,
-                             static_cast<int>(options_.connect_timeout.count()));
-  freeaddrinfo(ai);
-  if (rc != 0) return makeError(errno, "rdma_resolve_addr " + host + " (no RDMA route to it?)");
-  auto ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ADDR_RESOLVED, options_.connect_timeout);
-  if (!ev) return makeError(ev.error().code, "resolving " + host + ": " + ev.error().what);
-  rdma_ack_cm_event(*ev);
-  if (options_.ack_timeout != 0)
-    ZCIO_RETURN_IF_ERROR(setAckTimeout(id_.get(), options_.ack_timeout));
-  if (rdma_resolve_route(id_.get(), static_cast<int>(options_.connect_timeout.count())) != 0) {
-    return makeError(errno, "rdma_resolve_route");
-  }
-  ev = waitForEvent(events_.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, options_.connect_timeout);
-  if (!ev) return makeError(ev.error().code, "route to " + host + ": " + ev.error().what);
-  rdma_ack_cm_event(*ev);
-
-  pd_.reset(ibv_alloc_pd(id_->verbs));
-  if (!pd_) return makeError(errno, "ibv_alloc_pd");
-  registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());
+  // The route names the device; its PD, caches and pool are shared with
+  // every other connection of this process on it.
+  auto device = DeviceContext::forDevice(id_->verbs);
+  if (!device) return device.error();
+  device_ = std::move(*device);
   std::string windows_off;  // why user memory is registered per call, if it is
   ConnectionParams announced = options_.params;
   if (!options_.memory_windows) {
     windows_off = "memory windows disabled by the client's options";
-  } else if (auto mw = supportsType2Windows(id_->verbs); !mw) {
-    windows_off = mw.error().what;
+  } else {
+    windows_off = device_->windowsUnavailable();
   }
   // Remote invalidation is only asked for where windows can be bound.
   if (!windows_off.empty()) announced.features &= ~ConnectionParams::kFeatureRemoteInvalidate;
-  pool_ = iobuf::BufferPool::create();
-  // Pool buffers are library memory registered once: regular reads land in
-  // them (REMOTE_WRITE) and staged writes leave from them (REMOTE_READ).
-  // User memory is only ever exposed for one call.
-  ZCIO_RETURN_IF_ERROR(pool_->registerSlabs(
-      *registrar_, iobuf::kLocalWrite | iobuf::kRemoteWrite | iobuf::kRemoteRead));
+  // Pool buffers are library memory registered once, for every connection
+  // of the device. User memory is only ever exposed for one call.
+  auto pool = device_->clientPool();
+  if (!pool) return pool.error();
+  pool_ = std::move(*pool);
 
   // Receives are posted before connecting, sized for what we announce. Each
   // call may also bind and later invalidate a window per segment: room for
@@ -119,7 +94,8 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   uint32_t credits = options_.params.credits;
   uint32_t per_call = 2 * options_.params.max_segments + 1;
   uint32_t work_per_send = std::max<uint32_t>(4, (per_call + credits - 1) / credits);
-  auto conn = RcConnection::create(id_.get(), pd_.get(), options_.params, credits, work_per_send);
+  auto conn =
+      RcConnection::create(id_.get(), device_->pd(), options_.params, credits, work_per_send);
   if (!conn) return conn.error();
   conn_ = std::move(*conn);
   sq_free_ = conn_->sendQueueDepth();
@@ -128,7 +104,7 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   uint8_t private_data[kParamsWireSize];
   rdma_conn_param param = makeConnParam(announced, private_data);
   if (rdma_connect(id_.get(), &param) != 0) return makeError(errno, "rdma_connect");
-  ev = waitForConnect(events_.get(), options_.connect_timeout);
+  auto ev = waitForConnect(events_.get(), options_.connect_timeout);
   if (!ev)
     return makeError(ev.error().code, "connect to rdma://" + host + ":" + std::to_string(port) +
                                           ": " + ev.error().what);
@@ -139,14 +115,12 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
   if (windows_off.empty() && (params_.features & ConnectionParams::kFeatureRemoteInvalidate) == 0)
     windows_off = "the server does not announce remote invalidation";
   use_windows_ = windows_off.empty();
-  iobuf::RegistrationCache::Options cache_options;
   // Windows: user memory stays registered across calls, so the cache must
   // see unmaps (invariant 2). Fallback: only explicit pins are cached.
-  cache_options.monitor_unmaps = use_windows_;
-  cache_ = std::make_unique<iobuf::RegistrationCache>(*registrar_, cache_options);
+  cache_ = use_windows_ ? &device_->cached() : &device_->perCall();
   if (use_windows_) {
-    windows_ = std::make_unique<MemoryWindowPool>(pd_.get());
-    invalidate_flags_ = remoteInvalidateFlags(id_->verbs);
+    windows_ = std::make_unique<MemoryWindowPool>(device_->pd());
+    invalidate_flags_ = device_->remoteInvalidateFlags();
   }
   std::string exposure =
       use_windows_
@@ -154,14 +128,9 @@ Result<void> VerbsClientTransport::open(const std::string& host, uint16_t port) 
                 (cache_->caching() ? "" : " (not cached: " + cache_->fallbackReason() + ")")
           : "user memory: per-call registration (" + windows_off + ")";
 
-  char local[64] = "?";
-  char remote[64] = "?";
-  auto* src = reinterpret_cast<sockaddr_in*>(rdma_get_local_addr(id_.get()));
-  auto* dst = reinterpret_cast<sockaddr_in*>(rdma_get_peer_addr(id_.get()));
-  inet_ntop(AF_INET, &src->sin_addr, local, sizeof local);
-  inet_ntop(AF_INET, &dst->sin_addr, remote, sizeof remote);
-  description_ = std::string("rdma ") + ibv_get_device_name(id_->verbs->device) + " " + local +
-                 " -> " + remote + ":" + std::to_string(port) + " (credits " +
+  description_ = "rdma " + device_->name() + " " +
+                 addressText(rdma_get_local_addr(id_.get()), /*with_port=*/false) + " -> " +
+                 addressText(rdma_get_peer_addr(id_.get())) + " (credits " +
                  std::to_string(params_.credits) + ", inline " +
                  std::to_string(params_.inline_threshold) + "; " + exposure + "; " +
                  conn_->describeRetries() + ")";
@@ -190,10 +159,9 @@ VerbsClientTransport::~VerbsClientTransport() {
   shutdown();
   conn_.reset();
   windows_.reset();  // unbinds what is left before the MRs under them go
-  cache_.reset();
-  // Pool buffers may outlive us (a caller still holding a reply); their MRs
-  // may not outlive the PD.
-  if (pool_) pool_->deregisterSlabs();
+  // The device's registrations and pool stay for its other connections; the
+  // last holder of device_ deregisters them.
+  cache_ = nullptr;
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 

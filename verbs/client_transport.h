@@ -38,6 +38,12 @@
 // Flow control: the server keeps `credits` receives posted, so at most
 // `credits` calls are outstanding; more wait in a backlog.
 //
+// Resources: the PD, the registration caches, their unmap monitor and the
+// registered payload pool belong to the device (verbs/device_context.h) and
+// are shared with every other connection of this process on it, so memory
+// one connection registered is a hit on the others. The QP, its buffers and
+// the memory windows (bound through the QP) are this connection's.
+//
 // Threading: one thread per connection polls the completion channel, the
 // rdma_cm channel and a wake-up eventfd; all state lives on it.
 #pragma once
@@ -58,6 +64,7 @@
 #include "rpc/request_table.h"
 #include "rpc/transport.h"
 #include "verbs/cm.h"
+#include "verbs/device_context.h"
 #include "verbs/memory_windows.h"
 #include "verbs/owners.h"
 #include "verbs/params.h"
@@ -99,7 +106,9 @@ class VerbsClientTransport final : public rpc::Transport {
   Result<void> registerMemory(void* addr, size_t length) override;
   Result<void> deregisterMemory(void* addr, size_t length) override;
 
-  uint64_t registrations() const { return registrar_ ? registrar_->registrations() : 0; }
+  // Registrations made on this connection's device, by any connection.
+  uint64_t registrations() const { return device_ ? device_->registrations() : 0; }
+  const std::shared_ptr<DeviceContext>& device() const { return device_; }
   const ConnectionParams& params() const { return params_; }
   bool usesMemoryWindows() const { return use_windows_; }
   // Only while no call is in flight (tests).
@@ -155,15 +164,16 @@ class VerbsClientTransport final : public rpc::Transport {
   std::string description_;
   rpc::TransportCounters counters_;
 
-  // Teardown runs bottom-up: connection, pool, registrar, PD, id, channel.
+  // Teardown runs bottom-up: windows, connection, (our hold on) the device,
+  // id, channel.
   EventChannel events_;
   CmId id_;
-  ProtectionDomain pd_;
-  std::unique_ptr<VerbsRegistrar> registrar_;
-  // Windows: monitored (cached across calls). Fallback: no monitor, so
-  // pinned memory hits and anything else is registered for one call.
-  std::unique_ptr<iobuf::RegistrationCache> cache_;
-  std::shared_ptr<iobuf::BufferPool> pool_;
+  std::shared_ptr<DeviceContext> device_;  // PD, registrar, caches, pool
+  // The device's cache for our path. Windows: monitored (cached across
+  // calls). Fallback: no monitor, so pinned memory hits and anything else is
+  // registered for one call.
+  iobuf::RegistrationCache* cache_ = nullptr;
+  std::shared_ptr<iobuf::BufferPool> pool_;  // the device's
   std::unique_ptr<RcConnection> conn_;
   // Windows die before the cache (their MRs) and with the QP unusable.
   std::unique_ptr<MemoryWindowPool> windows_;

@@ -1,13 +1,61 @@
 #include "verbs/cm.h"
 
+#include <arpa/inet.h>
 #include <infiniband/verbs.h>
+#include <netdb.h>
 #include <poll.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace zcio::verbs {
 
 std::string describeEvent(const rdma_cm_event* event) {
   std::string out = rdma_event_str(event->event);
   if (event->status != 0) out += " (status " + std::to_string(event->status) + ")";
+  return out;
+}
+
+Result<rdma_addrinfo*> resolveRdmaAddress(const std::string& host, uint16_t port, bool passive) {
+  rdma_addrinfo hints{};
+  hints.ai_flags = passive ? RAI_PASSIVE : 0;
+  hints.ai_port_space = RDMA_PS_TCP;
+  hints.ai_qp_type = IBV_QPT_RC;
+  rdma_addrinfo* result = nullptr;
+  std::string service = std::to_string(port);
+  errno = 0;
+  if (rdma_getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &result) !=
+      0) {
+    // librdmacm hands getaddrinfo's EAI_* code on in errno (negative), its
+    // own failures as errno values.
+    int err = errno;
+    std::string why = err < 0 ? gai_strerror(err) : err > 0 ? strerror(err) : "unknown error";
+    return makeError(err > 0 ? err : EHOSTUNREACH, "resolve " + host + ": " + why);
+  }
+  sockaddr* address = passive ? result->ai_src_addr : result->ai_dst_addr;
+  if (address == nullptr || (address->sa_family != AF_INET && address->sa_family != AF_INET6)) {
+    rdma_freeaddrinfo(result);
+    return makeError(EAFNOSUPPORT, "resolve " + host + ": not an IPv4 or IPv6 address");
+  }
+  return result;
+}
+
+std::string addressText(const sockaddr* address, bool with_port) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  bool v6 = false;
+  if (address != nullptr && address->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    port = ntohs(in->sin_port);
+  } else if (address != nullptr && address->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+    inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    port = ntohs(in6->sin6_port);
+    v6 = true;
+  }
+  std::string out = v6 && with_port ? "[" + std::string(text) + "]" : std::string(text);
+  if (with_port) out += ":" + std::to_string(port);
   return out;
 }
 

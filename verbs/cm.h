@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "verbs/owners.h"
 #include "verbs/params.h"
 
 namespace zcio::verbs {
@@ -32,6 +33,21 @@ Result<void> setAckTimeout(rdma_cm_id* id, uint8_t exponent);
 Result<void> rdmaDevicePresent();
 
 std::string describeEvent(const rdma_cm_event* event);
+
+// An event channel and one cm id on it (the id dies first).
+struct CmEndpoint {
+  EventChannel events;
+  CmId id;
+};
+
+// host:port through rdma_getaddrinfo, as rdma:// URLs name it: an IPv4
+// address, an IPv6 literal (the URL's [brackets] already stripped) or a
+// name. `passive`: an address to bind (listen) on. The caller frees the
+// result with rdma_freeaddrinfo.
+Result<rdma_addrinfo*> resolveRdmaAddress(const std::string& host, uint16_t port, bool passive);
+
+// "10.77.0.1:4000" or "[fd77::1]:4000" (the port when `port` is set).
+std::string addressText(const sockaddr* address, bool with_port = true);
 
 // Connect/accept parameters carrying `params` as private data; `storage`
 // (kParamsWireSize bytes) must live until rdma_connect/rdma_accept returns.

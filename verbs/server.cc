@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "verbs/call_worker.h"
 #include "verbs/cm.h"
+#include "verbs/listener.h"
 #include "verbs/message.h"
 #include "verbs/rc_connection.h"
 #include "verbs/transfer_plan.h"
@@ -86,10 +87,7 @@ struct ServerConnection {
 };
 
 std::string peerOf(rdma_cm_id* id) {
-  char text[64] = "?";
-  auto* sa = reinterpret_cast<sockaddr_in*>(rdma_get_peer_addr(id));
-  inet_ntop(AF_INET, &sa->sin_addr, text, sizeof text);
-  return std::string(text) + ":" + std::to_string(ntohs(rdma_get_dst_port(id)));
+  return addressText(rdma_get_peer_addr(id));
 }
 
 }  // namespace
@@ -128,9 +126,8 @@ class VerbsServerImpl {
   Admission admission_{options_.limits};  // before connections_: their tickets point here
   EventChannel events_;
   CmId listener_;
-  ProtectionDomain pd_;
-  std::unique_ptr<VerbsRegistrar> registrar_;
-  ibv_context* context_ = nullptr;
+  std::shared_ptr<DeviceContext> device_;  // the listener's device: PD, registrar
+  bool pool_registered_ = false;           // options_.pool's slabs, on device_
   std::map<rdma_cm_id*, std::unique_ptr<ServerConnection>> connections_;
   uint16_t port_ = 0;
   int wake_fd_ = -1;
@@ -142,36 +139,19 @@ class VerbsServerImpl {
 Result<void> VerbsServerImpl::listen() {
   ZCIO_RETURN_IF_ERROR(rdmaDevicePresent());
   if (!options_.pool) options_.pool = iobuf::BufferPool::create();
-  events_.reset(rdma_create_event_channel());
-  if (!events_) return makeError(errno, "rdma_create_event_channel");
-  rdma_cm_id* raw = nullptr;
-  if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
-    return makeError(errno, "rdma_create_id");
-  listener_.reset(raw);
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* ai = nullptr;
-  int gai = getaddrinfo(options_.host.c_str(), std::to_string(options_.port).c_str(), &hints, &ai);
-  if (gai != 0)
-    return makeError(EINVAL, "listen address " + options_.host + ": " + gai_strerror(gai));
-  int rc = rdma_bind_addr(listener_.get(), ai->ai_addr);
-  freeaddrinfo(ai);
-  if (rc != 0)
-    return makeError(errno,
-                     "rdma_bind_addr " + options_.host + " (is there an RDMA device on it?)");
-  if (listener_->verbs == nullptr) {
-    return makeError(EADDRNOTAVAIL, "listen address " + options_.host +
-                                        " has no RDMA device; name the device's address");
-  }
-  context_ = listener_->verbs;
-  pd_.reset(ibv_alloc_pd(context_));
-  if (!pd_) return makeError(errno, "ibv_alloc_pd");
-  registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());
+  auto ep = listenOn(options_.host, options_.port, 64);
+  if (!ep) return ep.error();
+  events_ = std::move(ep->events);
+  listener_ = std::move(ep->id);
+  // The same device context as this process's clients on the device (and
+  // any other server here): one PD, one registrar.
+  auto device = DeviceContext::forDevice(listener_->verbs);
+  if (!device) return device.error();
+  device_ = std::move(*device);
   // Reply payloads are RDMA WRITE sources and RDMA READ targets.
-  ZCIO_RETURN_IF_ERROR(options_.pool->registerSlabs(*registrar_, iobuf::kLocalWrite));
-  if (rdma_listen(listener_.get(), 64) != 0) return makeError(errno, "rdma_listen");
-  port_ = ntohs(rdma_get_src_port(listener_.get()));
+  ZCIO_RETURN_IF_ERROR(options_.pool->registerSlabs(device_->registrar(), iobuf::kLocalWrite));
+  pool_registered_ = true;
+  port_ = listeningPort(listener_.get());
   int flags = fcntl(events_->fd, F_GETFL);
   fcntl(events_->fd, F_SETFL, flags | O_NONBLOCK);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -196,7 +176,8 @@ void VerbsServerImpl::stop() {
   }
   connections_.clear();
   // The pool outlives us (it is the service's); its MRs must not outlive the PD.
-  if (registrar_ && options_.pool) options_.pool->deregisterSlabs();
+  if (pool_registered_) options_.pool->deregisterSlabs();
+  pool_registered_ = false;
   if (wake_fd_ >= 0) close(wake_fd_);
   wake_fd_ = -1;
 }
@@ -320,7 +301,7 @@ void VerbsServerImpl::accept(rdma_cm_event* event) {
   auto ticket = admission_.admit(IpAddress::fromSockaddr(rdma_get_peer_addr(id)));
   if (!ticket) return reject(ticket.error().what);
   if (!theirs) return reject(theirs.error().what);
-  if (id->verbs != context_)
+  if (id->verbs != device_->verbs())
     return reject("arrived on a different RDMA device than the listener's");
   auto c = std::make_unique<ServerConnection>();
   c->ticket = std::move(*ticket);
@@ -330,7 +311,7 @@ void VerbsServerImpl::accept(rdma_cm_event* event) {
   // Each reply may need one RDMA WRITE per 16 pool pieces or segment.
   uint32_t work = static_cast<uint32_t>(
       rpc::kMaxPayloadLength / options_.pool->chunkSize() / kMaxSge + c->params.max_segments + 2);
-  auto conn = RcConnection::create(id, pd_.get(), c->params, options_.reply_slots, work);
+  auto conn = RcConnection::create(id, device_->pd(), c->params, options_.reply_slots, work);
   if (!conn) return reject(conn.error().toString());
   c->conn = std::move(*conn);
   c->in_flight.resize(options_.reply_slots);

@@ -19,6 +19,26 @@
 // kRejectReasonMax bytes), which zcio clients report as "connection refused
 // by server: <reason>". A connection (it holds a QP and its buffers) with no
 // call under way for limits.idle_timeout is disconnected.
+//
+// Resources: the PD and registrar are the listener's device context
+// (verbs/device_context.h), shared with every client of this process on the
+// same device; the service's pool is registered on it once. Each connection
+// has its own QP, CQ, receive and send buffers.
+//
+// A shared receive queue (not built; an estimate from the code, not a
+// measurement): each connection keeps `credits` receives posted, each a
+// max_message buffer, in one MR of its own: 64 x 16 KiB = 1 MiB pinned per
+// connection with the defaults, plus 64 receive WQEs, while a client can use
+// at most its credits at once and most sit idle. An SRQ sized for the calls
+// the server actually processes at a time (the worker runs one, kMaxUnsent
+// queue per connection; say 256 receives) would pin 256 x 16 KiB = 4 MiB for
+// every connection together: with 100 connections 100 MiB becomes 4 MiB, and
+// connection setup stops registering 1 MiB (~70 us on rxe). The price: the
+// credit a client holds is no longer a receive reserved for it, so a burst
+// from many clients could find the SRQ empty (RNR NAK; rnr_retry 7 retries
+// for ever, so it stalls rather than fails) unless credits are granted
+// dynamically from the SRQ's level, and the receive completion must name its
+// connection (ibv_wc::qp_num) instead of the CQ doing so.
 #pragma once
 
 #include <atomic>
@@ -31,9 +51,9 @@
 #include "iobuf/buffer_pool.h"
 #include "rpc/service.h"
 #include "verbs/cm.h"
+#include "verbs/device_context.h"
 #include "verbs/owners.h"
 #include "verbs/params.h"
-#include "verbs/registrar.h"
 
 namespace zcio::verbs {
 

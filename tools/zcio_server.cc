@@ -181,8 +181,9 @@ int main(int argc, char** argv) {
   auto ready = [&](size_t i, uint16_t port) {
     // Printed once privileges are dropped: a client that waits for the line
     // is never served as root by mistake.
-    ready_lines[i] = "listening on " + urls[i].scheme + "://" + urls[i].host + ":" +
-                     std::to_string(port) + " exporting " + export_dir;
+    fops::Url bound = urls[i];
+    bound.port = port;  // endpoint() brackets an IPv6 host, so the line is a usable URL
+    ready_lines[i] = "listening on " + bound.endpoint() + " exporting " + export_dir;
   };
   for (size_t i = 0; i < urls.size(); ++i) {
     if (urls[i].scheme != "tcp") continue;

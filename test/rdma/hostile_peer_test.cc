@@ -30,6 +30,7 @@
 #include "test/support/server_process.h"
 #include "verbs/client_transport.h"
 #include "verbs/cm.h"
+#include "verbs/listener.h"
 #include "verbs/message.h"
 #include "verbs/owners.h"
 #include "verbs/params.h"
@@ -54,34 +55,24 @@ class HostileServer {
     rpc::pb::Call header;
   };
 
-  // Listens with rdma_cm on rdmaAddress(), port 0.
+  // Listens with rdma_cm on rdmaAddress(), port 0, as the real server does
+  // (verbs/listener.h), but with a PD of its own: it is another peer.
   Result<void> listen() {
     ZCIO_RETURN_IF_ERROR(verbs::rdmaDevicePresent());
-    events_.reset(rdma_create_event_channel());
-    if (!events_) return makeError(errno, "rdma_create_event_channel");
-    rdma_cm_id* raw = nullptr;
-    if (rdma_create_id(events_.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
-      return makeError(errno, "rdma_create_id");
-    listener_.reset(raw);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    if (inet_pton(AF_INET, rdmaAddress().c_str(), &addr.sin_addr) != 1)
-      return makeError(EINVAL, "ZCIO_RXE_ADDR " + rdmaAddress() + " is not an IPv4 address");
-    if (rdma_bind_addr(listener_.get(), reinterpret_cast<sockaddr*>(&addr)) != 0)
-      return makeError(errno, "rdma_bind_addr " + rdmaAddress());
-    if (listener_->verbs == nullptr)
-      return makeError(EADDRNOTAVAIL, rdmaAddress() + " has no RDMA device");
+    auto ep = verbs::listenOn(rdmaAddress(), 0, 1);
+    if (!ep) return ep.error();
+    events_ = std::move(ep->events);
+    listener_ = std::move(ep->id);
     pd_.reset(ibv_alloc_pd(listener_->verbs));
     if (!pd_) return makeError(errno, "ibv_alloc_pd");
     // Our side of every RDMA READ/WRITE: local access only.
     local_.assign(kBytes, std::byte{0xEE});
     local_mr_.reset(ibv_reg_mr(pd_.get(), local_.data(), local_.size(), IBV_ACCESS_LOCAL_WRITE));
     if (!local_mr_) return makeError(errno, "ibv_reg_mr");
-    if (rdma_listen(listener_.get(), 1) != 0) return makeError(errno, "rdma_listen");
     return okResult();
   }
 
-  uint16_t port() { return ntohs(rdma_get_src_port(listener_.get())); }
+  uint16_t port() { return verbs::listeningPort(listener_.get()); }
   uint32_t vendorId() {
     ibv_device_attr attr{};
     return ibv_query_device(listener_->verbs, &attr) == 0 ? attr.vendor_id : 0;

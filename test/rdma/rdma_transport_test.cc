@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <random>
@@ -209,6 +210,38 @@ TEST_F(RdmaTransport, CancelOnPreRegisteredMemoryLeavesItUntouchedWithoutClosing
     ASSERT_EQ(bytes[i], 0x5a) << "byte " << i << " written after cancel";
   (void)client_->deregisterMemory(memory, size);
   munmap(memory, size);
+}
+
+TEST(RdmaAddress, AnIpv6UrlWorksLikeTcp) {
+  // rdma://[v6]:port: the server listens and the client connects through
+  // rdma_getaddrinfo, as tcp:// does through getaddrinfo.
+  if (transportUnderTest() != "rdma")
+    GTEST_SKIP() << "needs ZCIO_TEST_TRANSPORT=rdma and an RDMA device";
+  const char* v6 = std::getenv("ZCIO_RXE_ADDR6");
+  if (v6 == nullptr || *v6 == '\0')
+    GTEST_SKIP() << "no IPv6 address on the RDMA device's netdev (ZCIO_RXE_ADDR6, which "
+                    "soft-roce-ci's guest sets)";
+  TempDir dir;
+  std::string content = writeRandomFile(dir.file("f.bin"), kMiB, 6);
+  ServerProcessOptions options;
+  options.rdma_host = v6;
+  ServerProcess server(dir.path(), {}, options);
+  EXPECT_NE(server.url().find(std::string("rdma://[") + v6 + "]:"), std::string::npos)
+      << server.url();
+  auto client = fops::Client::connect(server.url());
+  ASSERT_TRUE(client) << client.error().toString();
+  EXPECT_NE((*client)->describe().find(std::string("[") + v6 + "]:"), std::string::npos)
+      << (*client)->describe();
+  auto fh = (*client)->open("f.bin", O_RDONLY);
+  ASSERT_TRUE(fh) << fh.error().toString();
+  std::vector<char> buffer(256 * 1024);
+  iovec iov{buffer.data(), buffer.size()};
+  auto n = (*client)->preadvDirect(*fh, {&iov, 1}, 4096);
+  ASSERT_TRUE(n) << n.error().toString();
+  ASSERT_EQ(*n, buffer.size());
+  EXPECT_EQ(std::memcmp(buffer.data(), content.data() + 4096, buffer.size()), 0);
+  client->reset();
+  EXPECT_EQ(server.stop(), 0) << server.log();
 }
 
 }  // namespace

@@ -27,12 +27,18 @@ ServerProcess::ServerProcess(const std::string& export_dir, std::vector<std::str
   int log_fd = mkstemp(log_template);
   if (log_fd < 0) throw std::runtime_error("mkstemp failed");
   log_path_ = log_template;
-  std::vector<std::string> args = {ZCIO_SERVER_BINARY, "--export", export_dir, "--listen",
-                                   "tcp://" + tcp_host_ + ":0"};
+  // ZCIO_TEST_SERVER_BINARY: another build's server (a copy kept aside
+  // while this tree is rebuilt, or an older release).
+  const char* binary = std::getenv("ZCIO_TEST_SERVER_BINARY");
+  std::vector<std::string> args = {
+      binary != nullptr && *binary != '\0' ? binary : ZCIO_SERVER_BINARY, "--export", export_dir,
+      "--listen", "tcp://" + tcp_host_ + ":0"};
   bool rdma = transportUnderTest() == "rdma";
   if (rdma) {
     args.push_back("--listen");
-    args.push_back("rdma://" + rdmaAddress() + ":0");
+    std::string host = options.rdma_host.empty() ? rdmaAddress() : options.rdma_host;
+    bool v6 = host.find(':') != std::string::npos;
+    args.push_back("rdma://" + (v6 ? "[" + host + "]" : host) + ":0");
   }
   // Tests choose their authentication; the rest speak raw frames or plain clients.
   bool chose_auth = false;

@@ -22,6 +22,9 @@ struct ServerProcessOptions {
   // The TCP listener's address (an address inside a test's own network
   // namespace pair, say); tcpUrl() and port() name it.
   std::string tcp_host = "127.0.0.1";
+  // The rdma:// listener's host (an IPv6 address unbracketed); empty:
+  // rdmaAddress().
+  std::string rdma_host;
 };
 
 class ServerProcess {

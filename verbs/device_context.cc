@@ -1,7 +1,5 @@
 #include "verbs/device_context.h"
 
-#include <map>
-
 #include "base/log.h"
 #include "verbs/memory_windows.h"
 
@@ -70,6 +68,7 @@ DeviceContext::~DeviceContext() {
   // Pool buffers may outlive us (a caller still holding a reply); their MRs
   // may not outlive the PD.
   if (pool_) pool_->deregisterSlabs();
+  for (auto& [raw, held] : server_pools_) held.pool->deregisterSlabs();
   cached_.reset();
   per_call_.reset();
 }
@@ -105,6 +104,32 @@ Result<std::shared_ptr<iobuf::BufferPool>> DeviceContext::clientPool() {
     pool_ = std::move(pool);
   }
   return pool_;
+}
+
+Result<void> DeviceContext::holdServerPool(const std::shared_ptr<iobuf::BufferPool>& pool) {
+  std::lock_guard lock(mutex_);
+  auto& held = server_pools_[pool.get()];
+  if (held.holders == 0) {
+    // Reply payloads are RDMA WRITE sources and RDMA READ targets.
+    if (auto r = pool->registerSlabs(*registrar_, iobuf::kLocalWrite); !r) {
+      server_pools_.erase(pool.get());
+      if (r.error().code == EBUSY)
+        return makeError(EBUSY, "the server's buffer pool is registered on another device");
+      return r.error();
+    }
+    held.pool = pool;
+  }
+  ++held.holders;
+  return okResult();
+}
+
+void DeviceContext::releaseServerPool(const iobuf::BufferPool* pool) {
+  std::lock_guard lock(mutex_);
+  auto it = server_pools_.find(pool);
+  if (it == server_pools_.end() || --it->second.holders > 0) return;
+  // The pool outlives us (it is the service's); its MRs must not outlive the PD.
+  it->second.pool->deregisterSlabs();
+  server_pools_.erase(it);
 }
 
 }  // namespace zcio::verbs

@@ -47,6 +47,7 @@
 #include <infiniband/verbs.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -91,6 +92,13 @@ class DeviceContext {
   // The client payload pool, registered LOCAL_WRITE | REMOTE_WRITE |
   // REMOTE_READ once, on first use.
   Result<std::shared_ptr<iobuf::BufferPool>> clientPool();
+  // A server's reply pool (the service's), registered LOCAL_WRITE on this
+  // device on the first hold and deregistered when the last holder releases
+  // it: several servers of one process on the device (zcio-server with two
+  // rdma:// listeners) share it. A pool registered elsewhere (another
+  // device) gives EBUSY: a pool's slabs carry one set of keys.
+  Result<void> holdServerPool(const std::shared_ptr<iobuf::BufferPool>& pool);
+  void releaseServerPool(const iobuf::BufferPool* pool);
 
   explicit DeviceContext(ibv_context* verbs);  // use forDevice()
 
@@ -104,13 +112,18 @@ class DeviceContext {
   uint32_t invalidate_flags_ = 0;
   bool registered_ = false;  // in the registry (set under its mutex)
 
-  // Teardown runs bottom-up: pool slabs, caches, registrar, PD.
+  // Teardown runs bottom-up: pools' slabs, caches, registrar, PD.
   ProtectionDomain pd_;
   std::unique_ptr<VerbsRegistrar> registrar_;
   std::mutex mutex_;  // guards lazy creation below
   std::unique_ptr<iobuf::RegistrationCache> cached_;
   std::unique_ptr<iobuf::RegistrationCache> per_call_;
   std::shared_ptr<iobuf::BufferPool> pool_;
+  struct HeldPool {
+    std::shared_ptr<iobuf::BufferPool> pool;
+    size_t holders = 0;
+  };
+  std::map<const iobuf::BufferPool*, HeldPool> server_pools_;
 };
 
 }  // namespace zcio::verbs

@@ -127,7 +127,7 @@ class VerbsServerImpl {
   EventChannel events_;
   CmId listener_;
   std::shared_ptr<DeviceContext> device_;  // the listener's device: PD, registrar
-  bool pool_registered_ = false;           // options_.pool's slabs, on device_
+  bool pool_registered_ = false;           // we hold options_.pool on device_
   std::map<rdma_cm_id*, std::unique_ptr<ServerConnection>> connections_;
   uint16_t port_ = 0;
   int wake_fd_ = -1;
@@ -148,8 +148,8 @@ Result<void> VerbsServerImpl::listen() {
   auto device = DeviceContext::forDevice(listener_->verbs);
   if (!device) return device.error();
   device_ = std::move(*device);
-  // Reply payloads are RDMA WRITE sources and RDMA READ targets.
-  ZCIO_RETURN_IF_ERROR(options_.pool->registerSlabs(device_->registrar(), iobuf::kLocalWrite));
+  // Registered once per device however many servers here use the pool.
+  ZCIO_RETURN_IF_ERROR(device_->holdServerPool(options_.pool));
   pool_registered_ = true;
   port_ = listeningPort(listener_.get());
   int flags = fcntl(events_->fd, F_GETFL);
@@ -175,8 +175,7 @@ void VerbsServerImpl::stop() {
     rdma_disconnect(id);
   }
   connections_.clear();
-  // The pool outlives us (it is the service's); its MRs must not outlive the PD.
-  if (pool_registered_) options_.pool->deregisterSlabs();
+  if (pool_registered_) device_->releaseServerPool(options_.pool.get());
   pool_registered_ = false;
   if (wake_fd_ >= 0) close(wake_fd_);
   wake_fd_ = -1;

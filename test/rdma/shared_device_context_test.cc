@@ -155,5 +155,46 @@ TEST_F(SharedDeviceContext, OneContextPerDeviceForServerAndClientsUntilTheLastGo
   EXPECT_EQ(verbs::DeviceContext::liveCount(), 0u);
 }
 
+TEST_F(SharedDeviceContext, TwoServersOnOneDeviceShareTheServicesPoolRegistration) {
+  // zcio-server with two rdma:// listeners: one service, one pool, two
+  // servers. The pool is registered once on the device; the first server to
+  // stop must not take the registration from under the other.
+  fops::BrickOptions brick_options;
+  brick_options.pool = iobuf::BufferPool::create();
+  auto brick = fops::Brick::create(dir_.path(), brick_options);
+  ASSERT_TRUE(brick) << brick.error().toString();
+  std::unique_ptr<verbs::VerbsServer> servers[2];
+  for (auto& server : servers) {
+    verbs::VerbsServerOptions options;
+    options.host = rdmaAddress();
+    options.pool = brick_options.pool;
+    auto started = verbs::VerbsServer::start(options, **brick);
+    ASSERT_TRUE(started) << started.error().toString();
+    server = std::move(*started);
+  }
+  Connection c[2];
+  for (int i = 0; i < 2; ++i) {
+    auto client =
+        fops::Client::connect("rdma://" + rdmaAddress() + ":" + std::to_string(servers[i]->port()));
+    ASSERT_TRUE(client) << client.error().toString();
+    c[i].client = std::move(*client);
+    auto fh = c[i].client->open("f.bin", O_RDONLY);
+    ASSERT_TRUE(fh) << fh.error().toString();
+    c[i].fh = *fh;
+    ASSERT_NO_FATAL_FAILURE(readAll(c[i], i));
+  }
+  c[0].client.reset();
+  servers[0]->stop();
+  servers[0].reset();
+  // Regular reads too: their payload leaves the server from the pool.
+  ASSERT_NO_FATAL_FAILURE(readAll(c[1], 2));
+  std::vector<char> regular(kBlock);
+  iovec iov{regular.data(), regular.size()};
+  auto n = c[1].client->preadv(c[1].fh, {&iov, 1}, 8192);
+  ASSERT_TRUE(n) << n.error().toString();
+  ASSERT_EQ(*n, kBlock);
+  EXPECT_EQ(std::memcmp(regular.data(), content_.data() + 8192, kBlock), 0);
+}
+
 }  // namespace
 }  // namespace zcio::test

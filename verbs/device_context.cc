@@ -48,6 +48,8 @@ size_t DeviceContext::liveCount() {
 Result<void> DeviceContext::open() {
   name_ = ibv_get_device_name(verbs_->device);
   guid_ = ibv_get_device_guid(verbs_->device);
+  // Our own PD, not librdmacm's per-device one (id->pd): that one is freed
+  // with the device's last cm id, and cached MRs outlive connections.
   pd_.reset(ibv_alloc_pd(verbs_));
   if (!pd_) return makeError(errno, "ibv_alloc_pd on " + name_);
   registrar_ = std::make_unique<VerbsRegistrar>(pd_.get());

@@ -5,7 +5,12 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(ZCIO_LAYERS zcio_base zcio_iobuf zcio_rpc zcio_tcp zcio_verbs zcio_fops)
+set(ZCIO_LAYERS zcio_base zcio_iobuf zcio_rpc zcio_tcp zcio_transport zcio_fops)
+set(ZCIO_HEADER_DIRS base iobuf rpc tcp transport fops)
+if(ZCIO_WITH_VERBS)
+  list(INSERT ZCIO_LAYERS 4 zcio_verbs)
+  list(INSERT ZCIO_HEADER_DIRS 4 verbs)
+endif()
 # zcio_shared: the CLI's target is already called zcio.
 add_library(zcio_shared SHARED cmake/empty.cc)
 # Whole archives, so users may call any public function, not only what one
@@ -48,7 +53,7 @@ install(TARGETS zcio_shared EXPORT zcioTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT dev)
 install(TARGETS zcio-server zcio RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
 install(FILES fops/zcio.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
-install(DIRECTORY base iobuf rpc tcp verbs fops DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/zcio
+install(DIRECTORY ${ZCIO_HEADER_DIRS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/zcio
         COMPONENT dev FILES_MATCHING PATTERN "*.h")
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rpc/zcio.pb.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/zcio/rpc COMPONENT dev)
@@ -78,7 +83,10 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # dpkg-shlibdeps finds the runtime libra
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libzcio${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libzcio-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libzcio${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR} (= ${PROJECT_VERSION}), libprotobuf-dev, libibverbs-dev, librdmacm-dev")
+    "libzcio${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR} (= ${PROJECT_VERSION}), libprotobuf-dev")
+if(ZCIO_WITH_VERBS)  # the installed verbs/ headers include <infiniband/verbs.h>
+  string(APPEND CPACK_DEBIAN_DEV_PACKAGE_DEPENDS ", libibverbs-dev, librdmacm-dev")
+endif()
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME zcio-tools)
 set(CPACK_DEBIAN_PACKAGE_SECTION libs)
 include(CPack)

@@ -10,14 +10,12 @@
 #include <optional>
 #include <tuple>
 
-#include "base/log.h"
 #include "fops/sync_waiter.h"
 #include "fops/url.h"
 #include "iobuf/buffer_pool.h"
 #include "rpc/auth_client.h"
 #include "rpc/frame.h"
-#include "tcp/client_transport.h"
-#include "verbs/client_transport.h"
+#include "transport/connect.h"
 
 namespace zcio::fops {
 namespace {
@@ -182,16 +180,12 @@ Result<std::unique_ptr<Client>> Client::connect(const std::string& text, ClientO
     }
     return std::make_unique<Client>(std::move(transport), options);
   };
-  if (url->scheme == "rdma" || url->scheme == "auto") {
-    auto transport = verbs::VerbsClientTransport::connect(url->host, url->port, options.rdma);
-    if (transport) return ready(std::move(*transport));
-    if (url->scheme == "rdma") return transport.error();
-    ZCIO_LOG(kInfo, "auto: RDMA to ", url->host, ":", url->port, " not viable (",
-             transport.error().toString(), "); using TCP");
-  }
-  tcp::ClientOptions topts;
-  topts.table_capacity = options.max_in_flight;
-  auto transport = tcp::TcpClientTransport::connect(url->host, url->port, topts);
+  transport::TransportOptions transport_options;
+  transport_options.connect_timeout = options.connect_timeout;
+  transport_options.max_in_flight = options.max_in_flight;
+  transport_options.rdma = options.rdma;
+  auto transport =
+      transport::connectTransport(url->scheme, url->host, url->port, transport_options);
   if (!transport) return transport.error();
   return ready(std::move(*transport));
 }

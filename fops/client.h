@@ -82,7 +82,7 @@
 #include "fops/write_behind.h"
 #include "iobuf/buffer_pool.h"
 #include "rpc/transport.h"
-#include "verbs/client_transport.h"
+#include "transport/options.h"
 
 namespace zcio::fops {
 
@@ -96,9 +96,12 @@ struct FileStat {
 };
 
 struct ClientOptions {
-  std::chrono::milliseconds timeout{60000};  // per call
-  uint32_t max_in_flight = 1024;             // request-table slots (TCP)
-  verbs::VerbsClientOptions rdma;            // rdma:// and auto://
+  std::chrono::milliseconds timeout{60000};         // per call
+  std::chrono::milliseconds connect_timeout{5000};  // each step of connecting
+  // Calls pending at once; one more fails with EAGAIN (TCP and RDMA; RDMA
+  // also sends at most min(its credits, this) at a time).
+  uint32_t max_in_flight = 1024;
+  transport::RdmaOptions rdma;  // rdma:// and auto:// (transport/options.h)
   // io-cache: byte cap of the client read cache; 0 (default) disables it.
   uint64_t io_cache_bytes = 0;
   // write-behind: off by default.
@@ -160,10 +163,13 @@ class Client {
   using IoCallback = std::function<void(Result<size_t>)>;
 
   // url: tcp://host:port, rdma://host:port, or auto://host:port (RDMA when a
-  // device and route exist, else TCP; describe() says which).
+  // device and route exist, else TCP; describe() says which). A build without
+  // RDMA (ZCIO_WITH_VERBS=OFF) fails rdma:// with EPROTONOSUPPORT; auto://
+  // then uses TCP.
   static Result<std::unique_ptr<Client>> connect(const std::string& url,
                                                  ClientOptions options = {});
-  // Adopts an existing transport (tests, and the verbs transport later).
+  // Adopts an existing transport (tests; connect() gets one from
+  // transport::connectTransport).
   Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options);
   ~Client();
 

@@ -44,7 +44,7 @@ struct Common {
   bool whole = false;
   bool no_windows = false;
   double timeout_s = 60;
-  unsigned ack_timeout = verbs::kDefaultAckTimeout;
+  unsigned ack_timeout = transport::RdmaOptions{}.ack_timeout;
   std::string key_file;
 };
 
@@ -57,7 +57,8 @@ void addCommon(po::options_description& desc, Common& c) {
       "json", po::bool_switch(&c.json), "print one JSON line instead of text")(
       "timeout", po::value(&c.timeout_s)->default_value(60),
       "seconds each call may take before it fails (ETIMEDOUT)")(
-      "ack-timeout", po::value(&c.ack_timeout)->default_value(verbs::kDefaultAckTimeout),
+      "ack-timeout",
+      po::value(&c.ack_timeout)->default_value(unsigned{transport::RdmaOptions{}.ack_timeout}),
       "rdma://: the QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)")(
       "key-file", po::value(&c.key_file),
       "the export's shared key (mode 0600); default $ZCIO_KEY_FILE; none: only --auth none "

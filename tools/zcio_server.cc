@@ -24,7 +24,10 @@
 #include "rpc/auth_service.h"
 #include "tcp/server.h"
 #include "tools/privileges.h"
+#include "transport/connect.h"
+#if ZCIO_WITH_VERBS
 #include "verbs/server.h"
+#endif
 
 namespace po = boost::program_options;
 using namespace zcio;
@@ -47,7 +50,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> listens;
   unsigned threads = 1;
   unsigned stall_ms = 30000;
-  unsigned ack_timeout = verbs::kDefaultAckTimeout;
+  unsigned ack_timeout = 0;  // verbs::kDefaultAckTimeout (checked below)
   std::string key_file, auth, umask_text = "022", user;
   bool read_only = false;
   // Resource limits and the allow-list (both transports).
@@ -75,7 +78,7 @@ int main(int argc, char** argv) {
                                "I/O threads (TCP)")(
       "frame-stall-ms", po::value(&stall_ms)->default_value(30000),
       "close a TCP connection whose frame, or reply write, stops moving this long")(
-      "ack-timeout", po::value(&ack_timeout)->default_value(verbs::kDefaultAckTimeout),
+      "ack-timeout", po::value(&ack_timeout)->default_value(0),
       "rdma://: each QP's local ACK timeout, 4.096 us * 2^N (0: rdma_cm's default)");
   po::options_description security(
       "security (README \"Security\"; one of --key-file, --auth none)");
@@ -125,6 +128,11 @@ int main(int argc, char** argv) {
                 << "': " << (url ? "auto is for clients" : url.error().toString()) << "\n";
       return 2;
     }
+    if (url->scheme == "rdma" && !transport::rdmaBuiltIn()) {
+      std::cerr << "zcio-server: --listen '" << text
+                << "': " << transport::rdmaNotBuiltError().toString() << "\n";
+      return 2;
+    }
     urls.push_back(*url);
   }
   // Block the stop signals in every thread; main waits for them below.
@@ -172,7 +180,10 @@ int main(int argc, char** argv) {
     ZCIO_LOG(kWarn, "--auth none: every client that reaches a listener is served unauthenticated");
   }
   std::vector<std::unique_ptr<tcp::TcpServer>> tcp_servers;
+#if ZCIO_WITH_VERBS
+  static_assert(verbs::kDefaultAckTimeout == 0, "--ack-timeout's default");
   std::vector<std::unique_ptr<verbs::VerbsServer>> rdma_servers;
+#endif
   // TCP listeners first: a port below 1024 needs root. Then root is dropped,
   // and only then are the rdma:// listeners made: the kernel refuses
   // rdma_cm and uverbs file descriptors to a process whose credentials
@@ -211,6 +222,7 @@ int main(int argc, char** argv) {
   } else if (::geteuid() == 0) {
     ZCIO_LOG(kWarn, "running as root without --user: clients act with root's rights in the export");
   }
+#if ZCIO_WITH_VERBS  // without it, rdma:// was refused above
   for (size_t i = 0; i < urls.size(); ++i) {
     if (urls[i].scheme == "tcp") continue;
     verbs::VerbsServerOptions options;
@@ -228,12 +240,15 @@ int main(int argc, char** argv) {
     ready(i, (*server)->port());
     rdma_servers.push_back(std::move(*server));
   }
+#endif
   for (const auto& line : ready_lines) std::printf("%s\n", line.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);
   ZCIO_LOG(kInfo, "signal ", sig, ": stopping");
   for (auto& s : tcp_servers) s->stop();
+#if ZCIO_WITH_VERBS
   for (auto& s : rdma_servers) s->stop();
+#endif
   return 0;
 }

@@ -52,7 +52,7 @@ Result<rdma_cm_event*> waitForConnect(rdma_event_channel* channel,
 }  // namespace
 
 VerbsClientTransport::VerbsClientTransport(VerbsClientOptions options)
-    : options_(options), table_(options.params.credits * 4u), states_(table_.capacity()) {}
+    : options_(options), table_(options.max_in_flight), states_(table_.capacity()) {}
 
 Result<std::unique_ptr<VerbsClientTransport>> VerbsClientTransport::connect(
     const std::string& host, uint16_t port, VerbsClientOptions options) {
@@ -272,7 +272,8 @@ void VerbsClientTransport::start(rpc::CallPtr call) {
 }
 
 void VerbsClientTransport::pump() {
-  while (!closed_ && !backlog_.empty() && outstanding_ < params_.credits) {
+  while (!closed_ && !backlog_.empty() &&
+         outstanding_ < std::min<uint32_t>(params_.credits, options_.max_in_flight)) {
     rpc::PendingRequest* entry = table_.find(backlog_.front());
     if (entry == nullptr) {  // cancelled or timed out while waiting
       backlog_.pop_front();

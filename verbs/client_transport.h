@@ -36,7 +36,9 @@
 // QP to error, so the connection dies, but no byte lands).
 //
 // Flow control: the server keeps `credits` receives posted, so at most
-// `credits` calls are outstanding; more wait in a backlog.
+// min(credits, max_in_flight) calls are outstanding; more wait in a backlog.
+// At most max_in_flight calls are pending in all; one more fails with EAGAIN
+// (as on TCP).
 //
 // Resources: the PD, the registration caches, their unmap monitor and the
 // registered payload pool belong to the device (verbs/device_context.h) and
@@ -85,6 +87,8 @@ struct VerbsClientOptions {
   // LOCAL_INV completions before the connection's QP is moved to ERROR
   // (so every call completes within its timeout plus this, plus a sweep).
   std::chrono::milliseconds invalidate_grace{1000};
+  // Calls pending at once (request-table slots); see Flow control above.
+  uint32_t max_in_flight = 1024;
 };
 
 class VerbsClientTransport final : public rpc::Transport {

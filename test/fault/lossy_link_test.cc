@@ -141,7 +141,7 @@ class LossyLink : public ::testing::TestWithParam<Impairment> {
   bool connect() {
     fops::ClientOptions options;
     options.timeout = kCallTimeout;
-    options.rdma.connect_timeout = kConnectTimeout;
+    options.connect_timeout = kConnectTimeout;
     auto client = timed(tallies_["connect"], kConnectBound, "connect",
                         [&] { return fops::Client::connect(server_->url(), options); });
     if (!client) return false;

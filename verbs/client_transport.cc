@@ -220,7 +220,8 @@ void VerbsClientTransport::cancel(rpc::CallPtr call) {
   if (stopping_) return;
   post([this, call] {
     rpc::PendingRequest* entry = table_.find(call->xid);
-    if (entry == nullptr || entry->call != call || stateOf(call->xid).held) return;
+    if (entry == nullptr || entry->call != call || entry->state == rpc::CallState::kReleasing)
+      return;
     counters_.cancels.fetch_add(1, std::memory_order_relaxed);
     finish(*entry, makeError(ECANCELED, "call cancelled"));
   });
@@ -297,7 +298,7 @@ void VerbsClientTransport::start(rpc::CallPtr call) {
   }
   rpc::PendingRequest& entry = **inserted;
   call->xid = entry.xid;
-  stateOf(entry.xid) = CallState{};
+  stateOf(entry.xid) = CallResources{};
   counters_.calls.fetch_add(1, std::memory_order_relaxed);
   backlog_.push_back(entry.xid);
   pump();
@@ -321,7 +322,7 @@ void VerbsClientTransport::pump() {
 Result<void> VerbsClientTransport::addSegments(
     rpc::PendingRequest& entry, std::span<const iovec> iov, bool remote_write,
     google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out, std::vector<ibv_send_wr>& binds) {
-  CallState& state = stateOf(entry.xid);
+  CallResources& state = stateOf(entry.xid);
   // Windows: the MR grants nothing remote (LOCAL_WRITE only where a
   // read-direction window needs it, IBA C10-74); the window grants one
   // access to one segment. Fallback: the per-call MR grants it.
@@ -372,7 +373,7 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   auto slot = conn_->takeSendSlot();
   if (!slot) return slot.error();
   rpc::Call& call = *entry.call;
-  CallState& state = stateOf(entry.xid);
+  CallResources& state = stateOf(entry.xid);
   rpc::pb::Call header = call.header;  // chunk lists are added to a copy
   std::vector<std::byte> inline_payload;
   std::vector<ibv_sge> gather;
@@ -474,14 +475,14 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   sq_free_ -= work;
   slot_work_[*slot] = static_cast<uint32_t>(binds.size() + 1);
   counters_.window_binds.fetch_add(binds.size(), std::memory_order_relaxed);
-  state.sent = true;
+  rpc::RequestTable::setState(entry, rpc::CallState::kAwaitingReply);
   ++outstanding_;
   counters_.payload_bytes_sent.fetch_add(call.payload.totalLength(), std::memory_order_relaxed);
   return okResult();
 }
 
 void VerbsClientTransport::release(rpc::PendingRequest& entry) {
-  CallState& state = stateOf(entry.xid);
+  CallResources& state = stateOf(entry.xid);
   // Windows never bound (the call failed before its SEND) go straight back;
   // bound ones are invalid by now (finish() saw to it) or dropped with the QP.
   for (Exposure& e : state.exposures) {
@@ -504,9 +505,9 @@ void VerbsClientTransport::release(rpc::PendingRequest& entry) {
 }
 
 void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
-  CallState& state = stateOf(entry.xid);
-  if (state.held) return;  // already waiting for its invalidations
-  if (!result.ok() && state.sent && state.uses_pinned && !closed_) {
+  if (entry.state == rpc::CallState::kReleasing) return;  // waiting for its invalidations
+  CallResources& state = stateOf(entry.xid);
+  if (!result.ok() && sent(entry) && state.uses_pinned && !closed_) {
     // Fallback path: a pre-registered MR keeps its rkey after the call; the
     // only way to stop a late RDMA WRITE into it is to stop the QP before we
     // return. failConnection completes every pending call, this one included.
@@ -515,7 +516,7 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
                   result.error().what + " (connection closed: it exposed pre-registered memory)"));
     return;
   }
-  if (!closed_ && state.sent) {
+  if (!closed_ && sent(entry)) {
     // Kill every window the peer did not invalidate before the caller hears
     // back: from the LOCAL_INV's completion on, its rkey reaches nothing.
     std::vector<RcConnection::Invalidation> invalidations;
@@ -529,7 +530,8 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
     }
     if (!invalidations.empty()) {
       state.invalidations_pending = static_cast<uint32_t>(invalidations.size());
-      state.held = std::move(result);
+      entry.result = std::move(result);
+      rpc::RequestTable::setState(entry, rpc::CallState::kReleasing);
       if (auto r = conn_->postLocalInvalidates(invalidations); !r) failConnection(r.error());
       return;
     }
@@ -538,11 +540,8 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
 }
 
 void VerbsClientTransport::complete(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
-  CallState& state = stateOf(entry.xid);
-  if (state.sent) {
-    --outstanding_;
-    state.sent = false;
-  }
+  CallResources& state = stateOf(entry.xid);
+  if (sent(entry)) --outstanding_;
   // Send-queue room reserved for LOCAL_INVs this call did not need.
   for (const Exposure& e : state.exposures) {
     if (e.window < 0) continue;
@@ -550,10 +549,8 @@ void VerbsClientTransport::complete(rpc::PendingRequest& entry, Result<rpc::Repl
     if (w.owner == entry.xid && w.state == MemoryWindowPool::State::kInvalidated) ++sq_free_;
   }
   release(entry);
-  state.held.reset();
   state.invalidations_pending = 0;
-  rpc::CallPtr call = std::move(entry.call);
-  table_.erase(&entry);
+  rpc::CallPtr call = table_.take(&entry);
   call->done(std::move(result));
   pump();
 }
@@ -566,9 +563,11 @@ void VerbsClientTransport::onWindowInvalidated(uint32_t index) {
   windows_->release(index);
   rpc::PendingRequest* entry = table_.find(owner);
   if (entry == nullptr) return;
-  CallState& state = stateOf(owner);
-  if (!state.held || state.invalidations_pending == 0 || --state.invalidations_pending > 0) return;
-  complete(*entry, std::move(*state.held));
+  CallResources& state = stateOf(owner);
+  if (entry->state != rpc::CallState::kReleasing || state.invalidations_pending == 0 ||
+      --state.invalidations_pending > 0)
+    return;
+  complete(*entry, std::move(*entry->result));
 }
 
 void VerbsClientTransport::onRemoteInvalidation(uint32_t rkey) {
@@ -661,14 +660,20 @@ void VerbsClientTransport::onReply(uint32_t slot, uint32_t length) {
     failConnection(r.error());
     return;
   }
-  if (cls == rpc::XidClass::kStale || stateOf(xid).held) {
+  if (cls == rpc::XidClass::kStale || table_.stateOf(xid) == rpc::CallState::kReleasing) {
     // Finished, or finishing (its windows are being invalidated).
     counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   rpc::PendingRequest& entry = *table_.find(xid);
+  if (entry.state == rpc::CallState::kQueued) {
+    // Still in the backlog: the server cannot answer what it never got.
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "reply for xid " + std::to_string(xid) + ", not yet sent"));
+    return;
+  }
   rpc::Call& call = *entry.call;
-  CallState& state = stateOf(xid);
+  CallResources& state = stateOf(xid);
   counters_.replies.fetch_add(1, std::memory_order_relaxed);
   if (reply.header.error() != 0) {
     finish(entry, std::move(reply));
@@ -737,10 +742,9 @@ void VerbsClientTransport::failConnection(Error error) {
   if (windows_) windows_->dropAll();
   backlog_.clear();
   table_.forEachLive([&](rpc::PendingRequest& entry) {
-    CallState& state = stateOf(entry.xid);
     // A held result stands: its data (if any) landed before the reply.
-    if (state.held) {
-      complete(entry, std::move(*state.held));
+    if (entry.state == rpc::CallState::kReleasing) {
+      complete(entry, std::move(*entry.result));
     } else {
       complete(entry, error);
     }
@@ -752,7 +756,7 @@ void VerbsClientTransport::sweep() {
   std::optional<uint64_t> stuck;  // a held call whose LOCAL_INVs never came
   table_.forEachLive([&](rpc::PendingRequest& entry) {
     if (entry.deadline > now) return;
-    if (stateOf(entry.xid).held) {
+    if (entry.state == rpc::CallState::kReleasing) {
       if (entry.deadline + options_.invalidate_grace <= now && !stuck) stuck = entry.xid;
       return;
     }

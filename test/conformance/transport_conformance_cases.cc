@@ -37,6 +37,11 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = 5000ms) {
   return true;
 }
 
+// What the call's transport says it is doing (rpc/call_state.h).
+std::string stateName(const rpc::Call& call) {
+  return rpc::callStateName(call.state.load());
+}
+
 int errorCode(const Result<rpc::ReplyData>& r) {
   return r.ok() ? 0 : r.error().code;
 }
@@ -91,12 +96,14 @@ void TransportConformance::TearDown() {
 // of it reaches the memory the caller got back.
 TEST_P(TransportConformance, LateReplyIsCountedAndLandsNowhere) {
   CanaryBuffer& buf = buffer(kSmall);
-  auto outcome = submit(directRead(buf, 200ms), buf);
+  auto call_ptr = directRead(buf, 200ms);
+  auto outcome = submit(call_ptr, buf);
   auto call = peer().nextCall();
   ASSERT_TRUE(call) << call.error().toString();
   auto r = outcome->wait(200ms + peer().grace() + 5s);
   ASSERT_TRUE(r.has_value()) << "the call never timed out";
   EXPECT_EQ(errorCode(*r), ETIMEDOUT);
+  EXPECT_EQ(stateName(*call_ptr), "done");
   ASSERT_TRUE(peer().reply(call->xid, readReplyHeader(kSmall), patternBytes(kSmall, 1)));
   EXPECT_TRUE(eventually([&] { return transport().counters().late_replies.load() == 1; }))
       << "late replies counted: " << transport().counters().late_replies.load();
@@ -165,17 +172,25 @@ TEST_P(TransportConformance, CancelMidPayloadCompletesAfterTheMemoryIsLetGo) {
   ASSERT_TRUE(peer().startPayload(*call, first, kLarge));
   ASSERT_TRUE(eventually([&] { return buf.contents().compare(0, kFirst, first) == 0; }))
       << "the first part of the payload never landed";
+  // TCP pins the call while its payload lands; verbs exposes it meanwhile.
+  std::string landing = stateName(*call_ptr);
+  EXPECT_TRUE(landing == "receiving" || landing == "awaiting reply") << landing;
   transport().cancel(call_ptr);
   // TCP stays pinned until the next piece boundary; verbs completes once its
   // windows are invalid. Either may happen first; the checks below hold both.
   auto r = outcome->wait(1s);
   bool completed_before_rest = r.has_value();
+  // Not completed: the result is decided and waits for the memory.
+  if (!completed_before_rest) {
+    EXPECT_EQ(stateName(*call_ptr), "releasing");
+  }
   peer().finishPayload(*call, rest);
   if (!r) r = outcome->wait(10s);
   ASSERT_TRUE(r.has_value()) << "the cancelled call never completed";
   std::cout << GetParam().name << ": cancelled call completed "
             << (completed_before_rest ? "before" : "after") << " the rest of the payload came\n";
   EXPECT_EQ(errorCode(*r), ECANCELED) << (r->ok() ? "ok" : r->error().toString());
+  EXPECT_EQ(stateName(*call_ptr), "done");
   EXPECT_EQ(outcome->at_completion.compare(0, kFirst, first), 0);
   std::this_thread::sleep_for(100ms);  // let anything late arrive
   EXPECT_TRUE(buf.contents() == outcome->at_completion)
@@ -192,9 +207,12 @@ TEST_P(TransportConformance, TimeoutCompletesWithinTimeoutPlusGrace) {
   constexpr auto kTimeout = 300ms;
   CanaryBuffer& buf = buffer(kSmall);
   auto started = Clock::now();
-  auto outcome = submit(directRead(buf, kTimeout), buf);
+  auto call_ptr = directRead(buf, kTimeout);
+  auto outcome = submit(call_ptr, buf);
   auto call = peer().nextCall();
   ASSERT_TRUE(call) << call.error().toString();
+  EXPECT_TRUE(eventually([&] { return stateName(*call_ptr) == "awaiting reply"; }, kTimeout))
+      << stateName(*call_ptr);
   auto r = outcome->wait(kTimeout + peer().grace() + 5s);
   ASSERT_TRUE(r.has_value()) << "the call never timed out";
   EXPECT_EQ(errorCode(*r), ETIMEDOUT);

@@ -29,8 +29,7 @@ Result<PendingRequest*> RequestTable::insert(CallPtr call,
   PendingRequest& e = slot.entry;
   e.xid = (slot.generation << kSlotBits) | index;
   e.call = std::move(call);
-  e.deadline = deadline;
-  e.result.reset();
+  e.deadline = deadline;  // e.result is empty: erase() left it so
   setState(e, CallState::kQueued);
   ++in_use_;
   return &e;

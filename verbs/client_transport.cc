@@ -355,7 +355,7 @@ Result<void> VerbsClientTransport::addSegments(
       binds.push_back(RcConnection::makeBindRequest(
           windows_->at(*window).mw.get(), rkey, mr, addr, v.iov_len,
           remote_write ? IBV_ACCESS_REMOTE_WRITE : IBV_ACCESS_REMOTE_READ,
-          makeWrId(WorkKind::kBind, *window)));
+          wrIdOf(windows_->at(*window).bind_work)));
     } else if (exposure.registration.cached()) {
       state.uses_pinned = true;  // only pins are cached without the monitor
     }
@@ -526,7 +526,7 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
       auto& w = windows_->at(index);
       if (w.owner != entry.xid || w.state != MemoryWindowPool::State::kBound) continue;
       w.state = MemoryWindowPool::State::kInvalidating;
-      invalidations.push_back({w.rkey, makeWrId(WorkKind::kInvalidate, index)});
+      invalidations.push_back({w.rkey, wrIdOf(w.invalidate_work)});
     }
     if (!invalidations.empty()) {
       state.invalidations_pending = static_cast<uint32_t>(invalidations.size());
@@ -604,12 +604,13 @@ void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
     failConnection(makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
-                                      workName(wrKind(wc.wr_id))));
+                                      workName(workOf(wc).kind)));
     return;
   }
-  switch (wrKind(wc.wr_id)) {
+  const WorkContext& work = workOf(wc);
+  switch (work.kind) {
     case WorkKind::kSend: {
-      auto slot = static_cast<uint32_t>(wrIndex(wc.wr_id));
+      uint32_t slot = work.index;
       sq_free_ += slot_work_[slot];  // the binds before it are done too
       slot_work_[slot] = 0;
       conn_->returnSendSlot(slot);
@@ -621,10 +622,10 @@ void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
         onRemoteInvalidation(wc.invalidated_rkey);
         if (closed_) return;
       }
-      onReply(static_cast<uint32_t>(wrIndex(wc.wr_id)), wc.byte_len);
+      onReply(work.index, wc.byte_len);
       return;
     case WorkKind::kInvalidate:
-      onWindowInvalidated(static_cast<uint32_t>(wrIndex(wc.wr_id)));
+      onWindowInvalidated(work.index);
       return;
     default:
       return;

@@ -106,11 +106,11 @@ class HostileServer {
 
   Result<ReceivedCall> nextCall() {
     auto wc = completion(
-        [](const ibv_wc& c) { return verbs::wrKind(c.wr_id) == verbs::WorkKind::kReceive; });
+        [](const ibv_wc& c) { return verbs::workOf(c).kind == verbs::WorkKind::kReceive; });
     if (!wc) return wc.error();
     if (wc->status != IBV_WC_SUCCESS)
       return makeError(EIO, std::string("receive: ") + ibv_wc_status_str(wc->status));
-    auto slot = static_cast<uint32_t>(verbs::wrIndex(wc->wr_id));
+    uint32_t slot = verbs::workOf(*wc).index;
     auto message = verbs::decodeMessage({conn_->receiveBuffer(slot), wc->byte_len});
     if (!message) return message.error();
     ReceivedCall call;
@@ -159,7 +159,7 @@ class HostileServer {
   Result<ibv_wc_status> transfer(const verbs::RemoteSegment& remote, uint32_t length, bool write) {
     if (length > local_.size()) return makeError(EINVAL, "transfer larger than our buffer");
     ibv_sge sge{reinterpret_cast<uint64_t>(local_.data()), length, local_mr_->lkey};
-    uint64_t wr_id = verbs::makeWrId(write ? verbs::WorkKind::kWrite : verbs::WorkKind::kRead, 0);
+    uint64_t wr_id = verbs::wrIdOf(write ? write_work_ : read_work_);
     auto posted = write ? conn_->postWrite({&sge, 1}, remote, /*signaled=*/true, wr_id)
                         : conn_->postRead({&sge, 1}, remote, wr_id);
     if (!posted) return posted.error();
@@ -198,6 +198,8 @@ class HostileServer {
   uint32_t features_ = verbs::ConnectionParams::kFeatureRemoteInvalidate;
   uint32_t posted_receives_ = 0;
   std::optional<uint8_t> rnr_retry_;
+  verbs::WorkContext read_work_{verbs::WorkKind::kRead};
+  verbs::WorkContext write_work_{verbs::WorkKind::kWrite};
 };
 
 inline verbs::RemoteSegment segmentOf(const rpc::pb::Segment& s) {

@@ -53,6 +53,12 @@ class ConformancePeer {
   // transport refuses it (verbs: the rkey is dead) or drains it (TCP), not
   // one byte of it may land once the call has completed.
   virtual void finishPayload(const PeerCall& call, std::string_view rest) = 0;
+  // Whether the first `bytes` of a startPayload() are in the destination
+  // (asked of the transport's counters, not by reading the memory while the
+  // transport may be writing it). Verbs: the WRITE's completion said so.
+  virtual bool payloadLanded(rpc::Transport& transport, uint64_t bytes) {
+    return transport.counters().payload_bytes_received.load() >= bytes;
+  }
   // How long past its timeout a call may take to complete.
   virtual std::chrono::milliseconds grace() const = 0;
   // Non-empty: why this transport cannot run the mid-payload case.

@@ -59,6 +59,8 @@ class VerbsPeer final : public ConformancePeer {
     return okResult();
   }
 
+  bool payloadLanded(rpc::Transport&, uint64_t) override { return true; }
+
   // The rest, at its offset; after the cancel the window is dead, so the
   // WRITE must fail (which also ends the connection on rxe).
   void finishPayload(const PeerCall& call, std::string_view rest) override {

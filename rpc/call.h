@@ -4,6 +4,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,7 @@
 
 #include "base/result.h"
 #include "iobuf/iobuf_vector.h"
+#include "rpc/call_state.h"
 #include "rpc/zcio.pb.h"
 
 namespace zcio::rpc {
@@ -46,6 +48,9 @@ struct Call {
   // Set by the transport when the call enters its request table (transport
   // thread only); lets cancel() find it.
   uint64_t xid = 0;
+  // Where the call is in its life (rpc/call_state.h), written by its
+  // transport's request table; readable from any thread.
+  std::atomic<CallState> state{CallState::kFree};
 };
 
 using CallPtr = std::shared_ptr<Call>;

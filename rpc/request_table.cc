@@ -27,11 +27,10 @@ Result<PendingRequest*> RequestTable::insert(CallPtr call,
   Slot& slot = slots_[index];
   ++slot.generation;
   PendingRequest& e = slot.entry;
-  e = PendingRequest{};
   e.xid = (slot.generation << kSlotBits) | index;
-  e.state = RequestState::kInFlight;
   e.call = std::move(call);
-  e.deadline = deadline;
+  e.deadline = deadline;  // e.result is empty: erase() left it so
+  setState(e, CallState::kQueued);
   ++in_use_;
   return &e;
 }
@@ -42,7 +41,7 @@ XidClass RequestTable::classify(uint64_t xid) const {
   if (index >= slots_.size() || generation == 0) return XidClass::kNeverIssued;
   const Slot& slot = slots_[index];
   if (generation > slot.generation) return XidClass::kNeverIssued;
-  if (generation == slot.generation && slot.entry.state != RequestState::kFree) {
+  if (generation == slot.generation && slot.entry.state != CallState::kFree) {
     return XidClass::kLive;
   }
   return XidClass::kStale;
@@ -53,10 +52,17 @@ PendingRequest* RequestTable::find(uint64_t xid) {
   return &slots_[xid & kSlotMask].entry;
 }
 
+CallState RequestTable::stateOf(uint64_t xid) const {
+  if (classify(xid) != XidClass::kLive) return CallState::kFree;
+  return slots_[xid & kSlotMask].entry.state;
+}
+
 void RequestTable::erase(PendingRequest* entry) {
   uint32_t index = static_cast<uint32_t>(entry->xid & kSlotMask);
-  entry->state = RequestState::kFree;
+  if (entry->call) entry->call->state.store(CallState::kDone, std::memory_order_relaxed);
+  entry->state = CallState::kFree;
   entry->call.reset();
+  entry->result.reset();
   free_.push_back(index);
   --in_use_;
 }

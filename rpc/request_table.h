@@ -5,11 +5,11 @@
 //
 //   xid = generation << kSlotBits | slot        (generation starts at 1)
 //
-// Each entry has an explicit state. kReceiving is the pin (Linux NFS's
-// xprt_pin_rqst): while a reply payload is being received into the call's
-// destination, cancel and timeout only mark the entry `abandoned`; the
-// transport completes it at the next safe point, so no byte lands in user
-// memory after completion.
+// Each entry has one explicit state (rpc/call_state.h). kReceiving is the
+// pin (Linux NFS's xprt_pin_rqst): while a reply payload is being received
+// into the call's destination, cancel and timeout decide the result and move
+// the entry to kReleasing; the transport completes it once it has let go of
+// the call's memory, so no byte lands in user memory after completion.
 //
 // Thread-safety: none. A table belongs to one connection and is touched only
 // on that connection's thread, so the hot path takes no lock.
@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "base/result.h"
@@ -24,24 +25,17 @@
 
 namespace zcio::rpc {
 
-enum class RequestState : uint8_t {
-  kFree,
-  kInFlight,   // sent or being sent; waiting for the reply
-  kReceiving,  // pinned: reply payload being received into the destination
-};
-
+// Transport-neutral: what a transport keeps besides lives in its own
+// per-slot arrays, indexed like this table (slotOf).
 struct PendingRequest {
   uint64_t xid = 0;
-  RequestState state = RequestState::kFree;
+  CallState state = CallState::kFree;  // change it with RequestTable::setState
   CallPtr call;
+  // The call's deadline; in kReleasing, when the transport gives up waiting
+  // for its memory (the stall limit).
   std::chrono::steady_clock::time_point deadline;
-  // The call's frame (and its payload memory) is still queued or being
-  // written; completion waits until the transport has let go of it.
-  bool sending = false;
-  // Cancel or timeout arrived while the entry was pinned or sending; the
-  // error completes the call once the transport lets go of its memory.
-  bool abandoned = false;
-  Error abandon_error;
+  // kReleasing: what the call completes with once its memory is let go.
+  std::optional<Result<ReplyData>> result;
 };
 
 enum class XidClass { kLive, kStale, kNeverIssued };
@@ -53,13 +47,31 @@ class RequestTable {
 
   explicit RequestTable(uint32_t capacity = 1024);
 
-  // Takes a free slot and assigns its xid; EAGAIN when all are in use.
+  static uint32_t slotOf(uint64_t xid) { return static_cast<uint32_t>(xid & (kMaxCapacity - 1)); }
+
+  // Takes a free slot and assigns its xid (state kQueued); EAGAIN when all
+  // are in use.
   Result<PendingRequest*> insert(CallPtr call, std::chrono::steady_clock::time_point deadline);
   // The live entry for `xid`, or nullptr (stale, forged or free).
   PendingRequest* find(uint64_t xid);
   XidClass classify(uint64_t xid) const;
-  // Frees the slot; its next occupant gets a new generation.
+  // kFree for an xid that is not live.
+  CallState stateOf(uint64_t xid) const;
+  // The one place a call's state changes: also mirrored into the Call.
+  static void setState(PendingRequest& entry, CallState state) {
+    entry.state = state;
+    entry.call->state.store(state, std::memory_order_relaxed);
+  }
+  // Frees the slot (the Call reads kDone); its next occupant gets a new
+  // generation.
   void erase(PendingRequest* entry);
+  // The same, handing the call out (to complete it).
+  CallPtr take(PendingRequest* entry) {
+    CallPtr call = std::move(entry->call);
+    call->state.store(CallState::kDone, std::memory_order_relaxed);
+    erase(entry);
+    return call;
+  }
 
   uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
   uint32_t inUse() const { return in_use_; }
@@ -67,7 +79,7 @@ class RequestTable {
   template <typename F>
   void forEachLive(F&& f) {
     for (auto& s : slots_) {
-      if (s.entry.state != RequestState::kFree) f(s.entry);
+      if (s.entry.state != CallState::kFree) f(s.entry);
     }
   }
 

@@ -195,16 +195,13 @@ void TcpClientTransport::start(rpc::CallPtr call) {
     completions_.emplace_back(std::move(call), inserted.error());
     return;
   }
-  rpc::PendingRequest& entry = **inserted;
+  rpc::PendingRequest& entry = **inserted;  // kQueued
   call->xid = entry.xid;
-  entry.sending = true;
   SlotFrame& frame = frameOf(entry.xid);
   frame.on_wire = false;
-  frame.parked.reset();
   call->header.SerializeToString(&frame.header);
   if (frame.header.size() > rpc::kMaxHeaderLength) {
     // The server would reset the connection for it: only this call fails.
-    entry.sending = false;
     finish(entry,
            makeError(EMSGSIZE, "call header of " + std::to_string(frame.header.size()) +
                                    " bytes exceeds " + std::to_string(rpc::kMaxHeaderLength)));
@@ -234,6 +231,7 @@ void TcpClientTransport::flushSends() {
       if (entry == nullptr) continue;  // cancelled before it reached the wire
       SlotFrame& frame = frameOf(xid);
       frame.on_wire = true;
+      rpc::RequestTable::setState(*entry, rpc::CallState::kSending);
       send_buffers_.emplace_back(frame.preamble.data(), frame.preamble.size());
       send_buffers_.emplace_back(frame.header.data(), frame.header.size());
       total += frame.preamble.size() + frame.header.size();
@@ -320,38 +318,45 @@ void TcpClientTransport::onSent(const std::vector<uint64_t>& xids) {
     rpc::PendingRequest* entry = table_.find(xid);
     if (entry == nullptr) continue;
     frameOf(xid).on_wire = false;
-    entry->sending = false;
     uint64_t bytes = entry->call->payload.totalLength();
     counters_.payload_bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
-    if (entry->state == rpc::RequestState::kReceiving) continue;
-    SlotFrame& frame = frameOf(xid);
-    if (entry->abandoned) {
-      frame.parked.reset();
-      finish(*entry, entry->abandon_error);
-    } else if (frame.parked) {
-      auto reply = std::move(*frame.parked);
-      frame.parked.reset();
-      finish(*entry, std::move(reply));
+    switch (entry->state) {
+      case rpc::CallState::kSending:
+        rpc::RequestTable::setState(*entry, rpc::CallState::kAwaitingReply);
+        break;
+      case rpc::CallState::kReleasing:  // a result waited for this write
+        if (!memoryInUse(*entry)) finish(*entry, std::move(*entry->result));
+        break;
+      default:  // kReceiving: the reply overtook this handler; it completes
+        break;
     }
   }
 }
 
-void TcpClientTransport::abandon(rpc::PendingRequest& entry, Error error) {
-  bool on_wire = entry.sending && frameOf(entry.xid).on_wire;
-  if (entry.state == rpc::RequestState::kReceiving || on_wire) {
-    // The caller's memory is in use right now; completion waits for the
-    // piece boundary (receive) or the end of the write (send).
-    if (!entry.abandoned) {
-      entry.abandoned = true;
-      entry.abandon_error = std::move(error);
-      // From now on the deadline is the stall limit (see sweep()).
-      entry.deadline = lastProgress() + kStallGrace;
-    }
+// Whether the write in progress or the receive still uses the call's memory.
+bool TcpClientTransport::memoryInUse(const rpc::PendingRequest& entry) {
+  return frameOf(entry.xid).on_wire || (rx_stage_ == RxStage::kPayload && rx_xid_ == entry.xid);
+}
+
+void TcpClientTransport::settle(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
+  if (!memoryInUse(entry)) {
+    finish(entry, std::move(result));
     return;
   }
-  // Not on the wire, or sent and waiting: nothing touches the caller's memory
-  // any more, and a late reply will find a stale xid and be drained.
-  finish(entry, std::move(error));
+  // Completion waits for the piece boundary (receive) or the end of the
+  // write (send); from now on the deadline is the stall limit (sweep()).
+  entry.result = std::move(result);
+  entry.deadline = lastProgress() + kStallGrace;
+  rpc::RequestTable::setState(entry, rpc::CallState::kReleasing);
+}
+
+// Cancel, timeout or a failed receive: the error is the result, unless one
+// is decided already. Not on the wire, or sent and waiting: nothing touches
+// the caller's memory, so it completes now (a late reply finds a stale xid
+// and is drained).
+void TcpClientTransport::abandon(rpc::PendingRequest& entry, Error error) {
+  if (entry.state == rpc::CallState::kReleasing) return;
+  settle(entry, std::move(error));
 }
 
 void TcpClientTransport::noteProgress() {
@@ -365,8 +370,7 @@ std::chrono::steady_clock::time_point TcpClientTransport::lastProgress() const {
 }
 
 void TcpClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
-  rpc::CallPtr call = std::move(entry.call);
-  table_.erase(&entry);
+  rpc::CallPtr call = table_.take(&entry);
   completions_.emplace_back(std::move(call), std::move(result));  // run once the lock is let go
 }
 
@@ -377,7 +381,8 @@ void TcpClientTransport::receive() {
   while (!closed_) {
     if (rx_stage_ == RxStage::kPayload) {
       rpc::PendingRequest& entry = *table_.find(rx_xid_);  // pinned: cannot vanish
-      if (rx_remaining_ == 0 || entry.abandoned) {  // a piece boundary: a cancel takes effect
+      // A piece boundary: a result decided meanwhile (cancel) takes effect.
+      if (rx_remaining_ == 0 || entry.state == rpc::CallState::kReleasing) {
         onPayloadDone();
         if (!completions_.empty()) {
           // Completions run now, not after the next replies: they are what
@@ -568,13 +573,18 @@ void TcpClientTransport::onHeader() {
   }
   rpc::PendingRequest& entry = *table_.find(xid);
   rpc::Call& call = *entry.call;
-  if (entry.state == rpc::RequestState::kReceiving) {
+  if (entry.state == rpc::CallState::kReceiving || entry.state == rpc::CallState::kQueued) {
+    // The server cannot answer a frame we have not begun to write.
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    failConnection(makeError(EPROTO, "frame: second reply for xid " + std::to_string(xid)));
+    failConnection(makeError(
+        EPROTO, std::string("frame: ") +
+                    (entry.state == rpc::CallState::kQueued ? "reply for a call not yet sent, xid "
+                                                            : "second reply for xid ") +
+                    std::to_string(xid)));
     return;
   }
   counters_.replies.fetch_add(1, std::memory_order_relaxed);
-  if (entry.abandoned) {  // cancelled while its frame was on the wire
+  if (entry.state == rpc::CallState::kReleasing) {  // decided while its frame was on the wire
     drain(length);
     return;
   }
@@ -604,31 +614,26 @@ void TcpClientTransport::onHeader() {
     rx_reply_.payload = std::move(*buffers);
     rx_iov_ = rx_reply_.payload.toIovecs();
   }
-  entry.state = rpc::RequestState::kReceiving;  // pin
+  rpc::RequestTable::setState(entry, rpc::CallState::kReceiving);  // pin
   rx_stage_ = RxStage::kPayload;
 }
 
 void TcpClientTransport::onPayloadDone() {
   rpc::PendingRequest& entry = *table_.find(rx_xid_);
-  entry.state = rpc::RequestState::kInFlight;  // unpin
   uint64_t rest = rx_remaining_;
   rx_iov_.clear();
-  if (entry.abandoned) {
+  // Unpinned from here: the stage moves on before the completion runs (it
+  // may submit, and nothing here may touch the finished call afterwards).
+  if (entry.state == rpc::CallState::kReleasing) {
     rx_reply_ = rpc::ReplyData{};
-    if (!entry.sending) finish(entry, entry.abandon_error);
     drain(rest);
+    if (!memoryInUse(entry)) finish(entry, std::move(*entry.result));
     return;
   }
-  // Set before the completion runs: it may submit, and nothing here may
-  // touch the finished call's state afterwards.
   readPreamble();
-  if (entry.sending) {
-    // The reply overtook our own write completion handler; the call's
-    // payload memory is still referenced until that handler runs.
-    frameOf(entry.xid).parked = std::move(rx_reply_);
-  } else {
-    finish(entry, std::move(rx_reply_));
-  }
+  // If the reply overtook our own write completion handler, the call's
+  // payload memory is still referenced until that handler runs: held.
+  settle(entry, std::move(rx_reply_));
   rx_reply_ = rpc::ReplyData{};
 }
 
@@ -654,9 +659,11 @@ void TcpClientTransport::failConnection(Error error) {
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   sweep_timer_.cancel();
+  // A held result stands: the socket is closed, so its memory is free.
   table_.forEachLive([&](rpc::PendingRequest& entry) {
-    frameOf(entry.xid).parked.reset();
-    finish(entry, entry.abandoned ? entry.abandon_error : error);
+    frameOf(entry.xid).on_wire = false;
+    finish(entry, entry.state == rpc::CallState::kReleasing ? std::move(*entry.result)
+                                                            : Result<rpc::ReplyData>(error));
   });
   send_queue_.clear();
 }
@@ -681,7 +688,7 @@ void TcpClientTransport::sweep() {
   bool stalled = false;
   table_.forEachLive([&](rpc::PendingRequest& entry) {
     if (entry.deadline > now) return;
-    if (entry.abandoned) {  // still pinned, and nothing moved for kStallGrace
+    if (entry.state == rpc::CallState::kReleasing) {  // still pinned, nothing moved for kStallGrace
       stalled = true;
       return;
     }

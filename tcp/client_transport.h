@@ -78,13 +78,16 @@ class TcpClientTransport final : public rpc::Transport {
   struct SlotFrame {  // per-slot send state, indexed like the request table
     rpc::PreambleBytes preamble{};
     std::string header;
-    bool on_wire = false;                  // part of the write in progress
-    std::optional<rpc::ReplyData> parked;  // reply that beat the write's completion
+    bool on_wire = false;  // part of the write in progress (the caller's memory in use)
   };
 
   Result<void> open(const std::string& host, uint16_t port);
   void start(rpc::CallPtr call);
+  // Decides a call's result: completes it now, or holds the result
+  // (kReleasing) while the write or the receive still uses its memory.
+  void settle(rpc::PendingRequest& entry, Result<rpc::ReplyData> result);
   void abandon(rpc::PendingRequest& entry, Error error);
+  bool memoryInUse(const rpc::PendingRequest& entry);
   void finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result);
   using Completions = std::vector<std::pair<rpc::CallPtr, Result<rpc::ReplyData>>>;
   template <typename Fn>
@@ -113,7 +116,7 @@ class TcpClientTransport final : public rpc::Transport {
   void armSweep();
   void sweep();
 
-  SlotFrame& frameOf(uint64_t xid) { return frames_[xid & (rpc::RequestTable::kMaxCapacity - 1)]; }
+  SlotFrame& frameOf(uint64_t xid) { return frames_[rpc::RequestTable::slotOf(xid)]; }
 
   ClientOptions options_;
   std::string description_;

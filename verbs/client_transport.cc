@@ -188,7 +188,8 @@ void VerbsClientTransport::cancel(rpc::CallPtr call) {
   if (stopping_) return;
   post([this, call] {
     rpc::PendingRequest* entry = table_.find(call->xid);
-    if (entry == nullptr || entry->call != call || stateOf(call->xid).held) return;
+    if (entry == nullptr || entry->call != call || entry->state == rpc::CallState::kReleasing)
+      return;
     counters_.cancels.fetch_add(1, std::memory_order_relaxed);
     finish(*entry, makeError(ECANCELED, "call cancelled"));
   });
@@ -265,7 +266,7 @@ void VerbsClientTransport::start(rpc::CallPtr call) {
   }
   rpc::PendingRequest& entry = **inserted;
   call->xid = entry.xid;
-  stateOf(entry.xid) = CallState{};
+  stateOf(entry.xid) = CallResources{};
   counters_.calls.fetch_add(1, std::memory_order_relaxed);
   backlog_.push_back(entry.xid);
   pump();
@@ -290,7 +291,7 @@ void VerbsClientTransport::pump() {
 Result<void> VerbsClientTransport::addSegments(
     rpc::PendingRequest& entry, std::span<const iovec> iov, bool remote_write,
     google::protobuf::RepeatedPtrField<rpc::pb::Segment>* out, std::vector<ibv_send_wr>& binds) {
-  CallState& state = stateOf(entry.xid);
+  CallResources& state = stateOf(entry.xid);
   // Windows: the MR grants nothing remote (LOCAL_WRITE only where a
   // read-direction window needs it, IBA C10-74); the window grants one
   // access to one segment. Fallback: the per-call MR grants it.
@@ -323,7 +324,7 @@ Result<void> VerbsClientTransport::addSegments(
       binds.push_back(RcConnection::makeBindRequest(
           windows_->at(*window).mw.get(), rkey, mr, addr, v.iov_len,
           remote_write ? IBV_ACCESS_REMOTE_WRITE : IBV_ACCESS_REMOTE_READ,
-          makeWrId(WorkKind::kBind, *window)));
+          wrIdOf(windows_->at(*window).bind_work)));
     } else if (exposure.registration.cached()) {
       state.uses_pinned = true;  // only pins are cached without the monitor
     }
@@ -341,7 +342,7 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   auto slot = conn_->takeSendSlot();
   if (!slot) return slot.error();
   rpc::Call& call = *entry.call;
-  CallState& state = stateOf(entry.xid);
+  CallResources& state = stateOf(entry.xid);
   rpc::pb::Call header = call.header;  // chunk lists are added to a copy
   std::vector<std::byte> inline_payload;
   std::vector<ibv_sge> gather;
@@ -443,14 +444,14 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   sq_free_ -= work;
   slot_work_[*slot] = static_cast<uint32_t>(binds.size() + 1);
   counters_.window_binds.fetch_add(binds.size(), std::memory_order_relaxed);
-  state.sent = true;
+  rpc::RequestTable::setState(entry, rpc::CallState::kAwaitingReply);
   ++outstanding_;
   counters_.payload_bytes_sent.fetch_add(call.payload.totalLength(), std::memory_order_relaxed);
   return okResult();
 }
 
 void VerbsClientTransport::release(rpc::PendingRequest& entry) {
-  CallState& state = stateOf(entry.xid);
+  CallResources& state = stateOf(entry.xid);
   // Windows never bound (the call failed before its SEND) go straight back;
   // bound ones are invalid by now (finish() saw to it) or dropped with the QP.
   for (Exposure& e : state.exposures) {
@@ -473,9 +474,9 @@ void VerbsClientTransport::release(rpc::PendingRequest& entry) {
 }
 
 void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
-  CallState& state = stateOf(entry.xid);
-  if (state.held) return;  // already waiting for its invalidations
-  if (!result.ok() && state.sent && state.uses_pinned && !closed_) {
+  if (entry.state == rpc::CallState::kReleasing) return;  // waiting for its invalidations
+  CallResources& state = stateOf(entry.xid);
+  if (!result.ok() && sent(entry) && state.uses_pinned && !closed_) {
     // Fallback path: a pre-registered MR keeps its rkey after the call; the
     // only way to stop a late RDMA WRITE into it is to stop the QP before we
     // return. failConnection completes every pending call, this one included.
@@ -484,7 +485,7 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
                   result.error().what + " (connection closed: it exposed pre-registered memory)"));
     return;
   }
-  if (!closed_ && state.sent) {
+  if (!closed_ && sent(entry)) {
     // Kill every window the peer did not invalidate before the caller hears
     // back: from the LOCAL_INV's completion on, its rkey reaches nothing.
     std::vector<RcConnection::Invalidation> invalidations;
@@ -494,11 +495,12 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
       auto& w = windows_->at(index);
       if (w.owner != entry.xid || w.state != MemoryWindowPool::State::kBound) continue;
       w.state = MemoryWindowPool::State::kInvalidating;
-      invalidations.push_back({w.rkey, makeWrId(WorkKind::kInvalidate, index)});
+      invalidations.push_back({w.rkey, wrIdOf(w.invalidate_work)});
     }
     if (!invalidations.empty()) {
       state.invalidations_pending = static_cast<uint32_t>(invalidations.size());
-      state.held = std::move(result);
+      entry.result = std::move(result);
+      rpc::RequestTable::setState(entry, rpc::CallState::kReleasing);
       if (auto r = conn_->postLocalInvalidates(invalidations); !r) failConnection(r.error());
       return;
     }
@@ -507,11 +509,8 @@ void VerbsClientTransport::finish(rpc::PendingRequest& entry, Result<rpc::ReplyD
 }
 
 void VerbsClientTransport::complete(rpc::PendingRequest& entry, Result<rpc::ReplyData> result) {
-  CallState& state = stateOf(entry.xid);
-  if (state.sent) {
-    --outstanding_;
-    state.sent = false;
-  }
+  CallResources& state = stateOf(entry.xid);
+  if (sent(entry)) --outstanding_;
   // Send-queue room reserved for LOCAL_INVs this call did not need.
   for (const Exposure& e : state.exposures) {
     if (e.window < 0) continue;
@@ -519,10 +518,8 @@ void VerbsClientTransport::complete(rpc::PendingRequest& entry, Result<rpc::Repl
     if (w.owner == entry.xid && w.state == MemoryWindowPool::State::kInvalidated) ++sq_free_;
   }
   release(entry);
-  state.held.reset();
   state.invalidations_pending = 0;
-  rpc::CallPtr call = std::move(entry.call);
-  table_.erase(&entry);
+  rpc::CallPtr call = table_.take(&entry);
   call->done(std::move(result));
   pump();
 }
@@ -535,9 +532,11 @@ void VerbsClientTransport::onWindowInvalidated(uint32_t index) {
   windows_->release(index);
   rpc::PendingRequest* entry = table_.find(owner);
   if (entry == nullptr) return;
-  CallState& state = stateOf(owner);
-  if (!state.held || state.invalidations_pending == 0 || --state.invalidations_pending > 0) return;
-  complete(*entry, std::move(*state.held));
+  CallResources& state = stateOf(owner);
+  if (entry->state != rpc::CallState::kReleasing || state.invalidations_pending == 0 ||
+      --state.invalidations_pending > 0)
+    return;
+  complete(*entry, std::move(*entry->result));
 }
 
 void VerbsClientTransport::onRemoteInvalidation(uint32_t rkey) {
@@ -574,12 +573,13 @@ void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
     failConnection(makeError(EIO, std::string("work completion ") + statusText(wc) + " on " +
-                                      workName(wrKind(wc.wr_id))));
+                                      workName(workOf(wc).kind)));
     return;
   }
-  switch (wrKind(wc.wr_id)) {
+  const WorkContext& work = workOf(wc);
+  switch (work.kind) {
     case WorkKind::kSend: {
-      auto slot = static_cast<uint32_t>(wrIndex(wc.wr_id));
+      uint32_t slot = work.index;
       sq_free_ += slot_work_[slot];  // the binds before it are done too
       slot_work_[slot] = 0;
       conn_->returnSendSlot(slot);
@@ -591,10 +591,10 @@ void VerbsClientTransport::onCompletion(const ibv_wc& wc) {
         onRemoteInvalidation(wc.invalidated_rkey);
         if (closed_) return;
       }
-      onReply(static_cast<uint32_t>(wrIndex(wc.wr_id)), wc.byte_len);
+      onReply(work.index, wc.byte_len);
       return;
     case WorkKind::kInvalidate:
-      onWindowInvalidated(static_cast<uint32_t>(wrIndex(wc.wr_id)));
+      onWindowInvalidated(work.index);
       return;
     default:
       return;
@@ -630,14 +630,20 @@ void VerbsClientTransport::onReply(uint32_t slot, uint32_t length) {
     failConnection(r.error());
     return;
   }
-  if (cls == rpc::XidClass::kStale || stateOf(xid).held) {
+  if (cls == rpc::XidClass::kStale || table_.stateOf(xid) == rpc::CallState::kReleasing) {
     // Finished, or finishing (its windows are being invalidated).
     counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   rpc::PendingRequest& entry = *table_.find(xid);
+  if (entry.state == rpc::CallState::kQueued) {
+    // Still in the backlog: the server cannot answer what it never got.
+    counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    failConnection(makeError(EPROTO, "reply for xid " + std::to_string(xid) + ", not yet sent"));
+    return;
+  }
   rpc::Call& call = *entry.call;
-  CallState& state = stateOf(xid);
+  CallResources& state = stateOf(xid);
   counters_.replies.fetch_add(1, std::memory_order_relaxed);
   if (reply.header.error() != 0) {
     finish(entry, std::move(reply));
@@ -706,10 +712,9 @@ void VerbsClientTransport::failConnection(Error error) {
   if (windows_) windows_->dropAll();
   backlog_.clear();
   table_.forEachLive([&](rpc::PendingRequest& entry) {
-    CallState& state = stateOf(entry.xid);
     // A held result stands: its data (if any) landed before the reply.
-    if (state.held) {
-      complete(entry, std::move(*state.held));
+    if (entry.state == rpc::CallState::kReleasing) {
+      complete(entry, std::move(*entry.result));
     } else {
       complete(entry, error);
     }
@@ -721,7 +726,7 @@ void VerbsClientTransport::sweep() {
   std::optional<uint64_t> stuck;  // a held call whose LOCAL_INVs never came
   table_.forEachLive([&](rpc::PendingRequest& entry) {
     if (entry.deadline > now) return;
-    if (stateOf(entry.xid).held) {
+    if (entry.state == rpc::CallState::kReleasing) {
       if (entry.deadline + options_.invalidate_grace <= now && !stuck) stuck = entry.xid;
       return;
     }

@@ -125,16 +125,15 @@ class VerbsClientTransport final : public rpc::Transport {
     iobuf::RegistrationRef registration;
     int64_t window = -1;  // index in windows_; -1: the registration's own rkey
   };
-  struct CallState {  // per request-table slot
+  // Per request-table slot: what the call exposes. Its state (and, while
+  // kReleasing, its held result) is the table's.
+  struct CallResources {
     // Released before completion, after their windows are invalid.
     std::vector<Exposure> exposures;
     bool uses_pinned = false;             // fallback: exposed a pinned MR's own rkey
     iobuf::IoBufVector pool_destination;  // regular reads
     uint64_t chunk_capacity = 0;
-    bool sent = false;                   // counted against credits
-    uint32_t invalidations_pending = 0;  // LOCAL_INVs posted, not yet completed
-    // The call's result, held until those LOCAL_INVs complete.
-    std::optional<Result<rpc::ReplyData>> held;
+    uint32_t invalidations_pending = 0;  // kReleasing: LOCAL_INVs posted, not yet completed
   };
 
   Result<void> open(const std::string& host, uint16_t port);
@@ -161,7 +160,12 @@ class VerbsClientTransport final : public rpc::Transport {
   void failConnection(Error error);
   void pump();
   void sweep();
-  CallState& stateOf(uint64_t xid) { return states_[xid & (rpc::RequestTable::kMaxCapacity - 1)]; }
+  CallResources& stateOf(uint64_t xid) { return states_[rpc::RequestTable::slotOf(xid)]; }
+  // Posted, so counted against the credits (kAwaitingReply or kReleasing).
+  static bool sent(const rpc::PendingRequest& entry) {
+    return entry.state == rpc::CallState::kAwaitingReply ||
+           entry.state == rpc::CallState::kReleasing;
+  }
 
   VerbsClientOptions options_;
   ConnectionParams params_;
@@ -193,7 +197,7 @@ class VerbsClientTransport final : public rpc::Transport {
 
   // Connection-thread state.
   rpc::RequestTable table_;
-  std::vector<CallState> states_;
+  std::vector<CallResources> states_;
   std::deque<uint64_t> backlog_;  // xids waiting for a credit
   uint32_t outstanding_ = 0;
   // Send-queue entries not in use: binds, SENDs and LOCAL_INVs all take one;

@@ -36,6 +36,8 @@ Result<uint32_t> MemoryWindowPool::take(uint64_t owner) {
     index = static_cast<uint32_t>(windows_.size());
     windows_.push_back(Window{std::move(mw), 0, State::kFree, 0});
     windows_.back().rkey = windows_.back().mw->rkey;
+    windows_.back().bind_work.index = index;
+    windows_.back().invalidate_work.index = index;
   }
   Window& w = windows_[index];
   w.state = State::kReserved;

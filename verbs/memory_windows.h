@@ -21,10 +21,12 @@
 #include <infiniband/verbs.h>
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "base/result.h"
 #include "verbs/owners.h"
+#include "verbs/rc_connection.h"
 
 namespace zcio::verbs {
 
@@ -49,6 +51,9 @@ class MemoryWindowPool {
     uint32_t rkey = 0;  // of the current binding (or the last one)
     State state = State::kFree;
     uint64_t owner = 0;  // xid of the call it serves
+    // The wr_ids of its BIND_MW and LOCAL_INV (rc_connection.h's workOf).
+    WorkContext bind_work{WorkKind::kBind};
+    WorkContext invalidate_work{WorkKind::kInvalidate};
   };
 
   explicit MemoryWindowPool(ibv_pd* pd) : pd_(pd) {}
@@ -71,7 +76,7 @@ class MemoryWindowPool {
 
  private:
   ibv_pd* pd_;
-  std::vector<Window> windows_;
+  std::deque<Window> windows_;  // grows; a window (its WorkContexts) never moves
   std::vector<uint32_t> free_;
 };
 

@@ -54,6 +54,8 @@ Result<std::unique_ptr<RcConnection>> RcConnection::create(rdma_cm_id* id, ibv_p
   if (!c->recv_mr_) return makeError(errno, "ibv_reg_mr of receive buffers");
   c->send_mr_.reset(ibv_reg_mr(pd, c->send_area_, send_bytes, 0));
   if (!c->send_mr_) return makeError(errno, "ibv_reg_mr of send buffers");
+  for (uint32_t i = 0; i < params.credits; ++i) c->receive_work_.push_back({WorkKind::kReceive, i});
+  for (uint32_t i = 0; i < send_slots; ++i) c->send_work_.push_back({WorkKind::kSend, i});
   for (uint32_t i = send_slots; i > 0; --i) c->free_send_.push_back(i - 1);
   for (uint32_t i = 0; i < params.credits; ++i) ZCIO_RETURN_IF_ERROR(c->postReceive(i));
   return c;
@@ -73,7 +75,7 @@ Result<void> RcConnection::postReceive(uint32_t slot) {
   if (!qp_) return makeError(ENOTCONN, "the QP is gone");
   ibv_sge sge{reinterpret_cast<uint64_t>(receiveBuffer(slot)), params_.max_message, recv_mr_->lkey};
   ibv_recv_wr wr{};
-  wr.wr_id = makeWrId(WorkKind::kReceive, slot);
+  wr.wr_id = wrIdOf(receive_work_[slot]);
   wr.sg_list = &sge;
   wr.num_sge = 1;
   ibv_recv_wr* bad = nullptr;
@@ -104,7 +106,7 @@ Result<void> RcConnection::postSend(uint32_t slot, size_t length, std::span<cons
                     send_mr_->lkey};
   std::copy(gather.begin(), gather.end(), sges + 1);
   ibv_send_wr wr{};
-  wr.wr_id = makeWrId(WorkKind::kSend, slot);
+  wr.wr_id = wrIdOf(send_work_[slot]);
   wr.sg_list = sges;
   wr.num_sge = static_cast<int>(gather.size() + 1);
   wr.opcode = IBV_WR_SEND;

@@ -35,14 +35,23 @@ enum class WorkKind : uint8_t {
   kInvalidate = 6,  // LOCAL_INV of a memory window (index = the window)
 };
 
-inline uint64_t makeWrId(WorkKind kind, uint64_t index) {
-  return static_cast<uint64_t>(kind) << 56 | (index & ((uint64_t{1} << 56) - 1));
+// What a work request is for: every wr_id is the address of one of these,
+// so a completion finds its request in O(1) with no search and no packed
+// bits. Whoever posts a request owns its context and keeps it in place
+// until the completion is polled or the QP is gone (receive and send slots:
+// RcConnection; windows: MemoryWindowPool; the server's RDMA READs: the
+// call they fetch WRITE data for).
+struct WorkContext {
+  WorkKind kind;
+  uint32_t index = 0;     // receive or send slot, memory window
+  void* owner = nullptr;  // what the request works for (the server's call)
+};
+
+inline uint64_t wrIdOf(const WorkContext& work) {
+  return reinterpret_cast<uint64_t>(&work);
 }
-inline WorkKind wrKind(uint64_t wr_id) {
-  return static_cast<WorkKind>(wr_id >> 56);
-}
-inline uint64_t wrIndex(uint64_t wr_id) {
-  return wr_id & ((uint64_t{1} << 56) - 1);
+inline const WorkContext& workOf(const ibv_wc& wc) {
+  return *reinterpret_cast<const WorkContext*>(wc.wr_id);
 }
 
 struct RemoteSegment {
@@ -127,6 +136,9 @@ class RcConnection {
   MemoryRegion recv_mr_;
   MemoryRegion send_mr_;
   std::vector<uint32_t> free_send_;
+  // The wr_id of each receive and send slot (workOf); never resized.
+  std::vector<WorkContext> receive_work_;
+  std::vector<WorkContext> send_work_;
   uint32_t send_slots_ = 0;
   uint32_t send_queue_depth_ = 0;
 };

@@ -49,12 +49,19 @@ void stopQueuePair(RcConnection& conn, const std::string& peer) {
   }
 }
 
+// The wr_id of the reply data's RDMA WRITEs (unsignalled: only an error
+// completes one, and that closes the connection whatever it was).
+const WorkContext kWriteWork{WorkKind::kWrite};
+
 struct PendingCall {
   rpc::IncomingCall call;
   std::vector<RemoteSegment> write_chunks;
   std::vector<RemoteSegment> read_chunks;  // WRITE data still to RDMA-READ
   bool reads_posted = false;
   uint32_t reads_outstanding = 0;
+  // The wr_id of its RDMA READs: their completions come straight back here
+  // (owner: this call, set where it sits in the connection's queue).
+  verbs::WorkContext read_work{WorkKind::kRead};
   bool failed = false;
   // Handed to the session (through the worker, or answered with an error at
   // once); `reply` holds the answer until a send slot takes it.
@@ -373,26 +380,26 @@ void VerbsServerImpl::onCompletion(ServerConnection& c, const ibv_wc& wc) {
              (wc.status == IBV_WC_REM_ACCESS_ERR ? " (the client's rkey or segment is bad)" : ""));
     return;
   }
-  switch (wrKind(wc.wr_id)) {
+  const WorkContext& work = workOf(wc);
+  switch (work.kind) {
     case WorkKind::kReceive:
-      onCall(c, static_cast<uint32_t>(wrIndex(wc.wr_id)), wc.byte_len);
+      onCall(c, work.index, wc.byte_len);
       return;
     case WorkKind::kSend: {
-      uint32_t slot = static_cast<uint32_t>(wrIndex(wc.wr_id));
+      uint32_t slot = work.index;
       c.in_flight[slot].clear();  // the WRITEs before this SEND are done too
       c.sq_free += c.slot_work[slot];
       c.conn->returnSendSlot(slot);
       return;
     }
-    case WorkKind::kRead:
+    case WorkKind::kRead: {
       ++c.sq_free;
-      for (auto& p : c.queue) {
-        if (p.call.xid == wrIndex(wc.wr_id) && p.reads_outstanding > 0) {
-          --p.reads_outstanding;
-          break;
-        }
-      }
+      // The call stays in the queue (a deque: it does not move) until its
+      // reads are in, and nothing is polled once the connection closes.
+      auto* p = static_cast<PendingCall*>(work.owner);
+      if (p->reads_outstanding > 0) --p->reads_outstanding;
       return;
+    }
     default:
       return;
   }
@@ -460,10 +467,11 @@ Result<void> VerbsServerImpl::postReads(ServerConnection& c, PendingCall& p) {
   auto buffers = options_.pool->getVector(total);
   if (!buffers) return buffers.error();
   p.call.payload = std::move(*buffers);
+  p.read_work.owner = &p;  // p is in c.queue, where it stays until answered
   auto made = planTransfer(
       p.call.payload, p.read_chunks, kMaxSge,
       [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
-        return c.conn->postRead(sges, remote, makeWrId(WorkKind::kRead, p.call.xid));
+        return c.conn->postRead(sges, remote, wrIdOf(p.read_work));
       },
       kMaxReadBytes);
   if (!made) return made.error();
@@ -571,11 +579,10 @@ Result<bool> VerbsServerImpl::answer(ServerConnection& c, PendingCall& p) {
   // RDMA WRITE the payload into the client's segments, unsignalled: the
   // signalled SEND behind them tells us when all are done.
   if (!reply.payload.empty() && !p.write_chunks.empty()) {
-    auto made =
-        planTransfer(reply.payload, p.write_chunks, kMaxSge,
-                     [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
-                       return c.conn->postWrite(sges, remote, false, makeWrId(WorkKind::kWrite, 0));
-                     });
+    auto made = planTransfer(reply.payload, p.write_chunks, kMaxSge,
+                             [&](std::span<const ibv_sge> sges, const RemoteSegment& remote) {
+                               return c.conn->postWrite(sges, remote, false, wrIdOf(kWriteWork));
+                             });
     if (!made) {
       c.conn->returnSendSlot(*slot);
       return made.error();

@@ -19,11 +19,30 @@ TEST(RequestTable, InsertFindErase) {
   uint64_t xid = (*e)->xid;
   EXPECT_EQ(table.find(xid), *e);
   EXPECT_EQ((*e)->call, call);
-  EXPECT_EQ((*e)->state, RequestState::kInFlight);
+  EXPECT_EQ((*e)->state, CallState::kQueued);
   EXPECT_EQ(table.inUse(), 1u);
   table.erase(*e);
   EXPECT_EQ(table.find(xid), nullptr);
   EXPECT_EQ(table.inUse(), 0u);
+}
+
+// The table's state is the call's: mirrored into the Call, where any thread
+// can ask it, and kDone once the slot is freed.
+TEST(RequestTable, CallReadsTheStateItsEntryIsIn) {
+  RequestTable table(4);
+  auto call = std::make_shared<Call>();
+  EXPECT_EQ(call->state.load(), CallState::kFree);
+  auto e = table.insert(call, later());
+  ASSERT_TRUE(e.ok());
+  uint64_t xid = (*e)->xid;
+  EXPECT_EQ(call->state.load(), CallState::kQueued);
+  RequestTable::setState(**e, CallState::kReceiving);
+  EXPECT_EQ(table.stateOf(xid), CallState::kReceiving);
+  EXPECT_EQ(call->state.load(), CallState::kReceiving);
+  EXPECT_STREQ(callStateName(call->state.load()), "receiving");
+  table.erase(*e);
+  EXPECT_EQ(table.stateOf(xid), CallState::kFree);
+  EXPECT_EQ(call->state.load(), CallState::kDone);
 }
 
 TEST(RequestTable, XidsAreUniqueAcrossSlotReuse) {

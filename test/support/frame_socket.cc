@@ -134,38 +134,38 @@ std::optional<RawFrame> FrameSocket::readFrame(std::chrono::milliseconds timeout
   return frame;
 }
 
-std::optional<ReceivedCall> FrameSocket::readCall(std::chrono::milliseconds timeout) {
-  auto frame = readFrame(timeout);
+namespace {
+
+// One frame of `type` whose header parses into `Received::*header`; nullopt (reported)
+// otherwise.
+template <typename Received, typename Message>
+std::optional<Received> readTyped(FrameSocket& socket, std::chrono::milliseconds timeout,
+                                  rpc::FrameType type, const char* kind,
+                                  Message Received::*header) {
+  auto frame = socket.readFrame(timeout);
   if (!frame) return std::nullopt;
-  if (frame->preamble.type != rpc::FrameType::kCall) {
-    reportPeerError("FrameSocket: expected a call frame");
+  if (frame->preamble.type != type) {
+    reportPeerError(std::string("FrameSocket: expected a ") + kind + " frame");
     return std::nullopt;
   }
-  ReceivedCall call;
-  call.xid = frame->preamble.xid;
-  if (!call.call.ParseFromString(frame->header)) {
-    reportPeerError("FrameSocket: call header does not parse");
+  Received received;
+  if (!(received.*header).ParseFromString(frame->header)) {
+    reportPeerError(std::string("FrameSocket: ") + kind + " header does not parse");
     return std::nullopt;
   }
-  call.payload = std::move(frame->payload);
-  return call;
+  received.xid = frame->preamble.xid;
+  received.payload = std::move(frame->payload);
+  return received;
+}
+
+}  // namespace
+
+std::optional<ReceivedCall> FrameSocket::readCall(std::chrono::milliseconds timeout) {
+  return readTyped(*this, timeout, rpc::FrameType::kCall, "call", &ReceivedCall::call);
 }
 
 std::optional<ReceivedReply> FrameSocket::readReply(std::chrono::milliseconds timeout) {
-  auto frame = readFrame(timeout);
-  if (!frame) return std::nullopt;
-  if (frame->preamble.type != rpc::FrameType::kReply) {
-    reportPeerError("FrameSocket: expected a reply frame");
-    return std::nullopt;
-  }
-  ReceivedReply reply;
-  reply.xid = frame->preamble.xid;
-  if (!reply.reply.ParseFromString(frame->header)) {
-    reportPeerError("FrameSocket: reply header does not parse");
-    return std::nullopt;
-  }
-  reply.payload = std::move(frame->payload);
-  return reply;
+  return readTyped(*this, timeout, rpc::FrameType::kReply, "reply", &ReceivedReply::reply);
 }
 
 bool FrameSocket::waitClosed(std::chrono::milliseconds timeout) {

@@ -161,8 +161,6 @@ class Client {
 
   // url: tcp://host:port, rdma://host:port, or auto://host:port (RDMA when a
   // device and route exist, else TCP; describe() says which).
-  // The definition calls this `text` (`url` is its parsed form there).
-  // NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name)
   static Result<std::unique_ptr<Client>> connect(const std::string& url,
                                                  ClientOptions options = {});
   // Adopts an existing transport (tests, and the verbs transport later).

@@ -143,7 +143,7 @@ class VerbsClientTransport final : public rpc::Transport {
   void complete(rpc::PendingRequest& entry, Result<rpc::ReplyData> result);
   void onCompletion(const ibv_wc& wc);
   void onRemoteInvalidation(uint32_t rkey);
-  void onWindowInvalidated(uint32_t index);
+  void onWindowInvalidated(uint32_t window);
   void onReply(uint32_t slot, uint32_t length);
   void failConnection(Error error);
   void pump();

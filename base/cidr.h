@@ -29,6 +29,7 @@ struct IpAddress {
   static IpAddress fromSockaddr(const sockaddr* address);
   // "10.0.0.1", "fd00::1"; "?" for none.
   std::string toString() const;
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>.
   auto operator<=>(const IpAddress&) const = default;
 };
 

@@ -92,7 +92,7 @@ Result<void> checkHeader(const pb::Call& header) {
 }  // namespace
 
 Client::Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options)
-    : transport_(std::move(transport)), options_(options) {
+    : transport_(std::move(transport)), options_(std::move(options)) {
   if (options_.io_cache_bytes >= IoCache::kPageSize) {
     cache_ = std::make_unique<IoCache>(options_.io_cache_bytes);
   }
@@ -102,7 +102,7 @@ Client::Client(std::unique_ptr<rpc::Transport> transport, ClientOptions options)
     wb.window_bytes = options_.write_behind_window_bytes;
     wb.delay = options_.write_behind_delay;
     write_behind_ = std::make_unique<WriteBehind>(
-        wb, [this](uint64_t fh, std::shared_ptr<std::vector<uint8_t>> data, uint64_t offset,
+        wb, [this](uint64_t fh, const std::shared_ptr<std::vector<uint8_t>>& data, uint64_t offset,
                    WriteBehind::Done done) {
           // The staging buffer is already the copy; it is sent as it is (no
           // second copy) and kept alive until the call completes.
@@ -198,6 +198,7 @@ rpc::CallPtr Client::makeCall(pb::Op op, HeaderCallback done) {
   return call;
 }
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): takes a share of the call, like submit().
 Result<rpc::ReplyData> Client::roundTrip(rpc::CallPtr call) {
   ZCIO_RETURN_IF_ERROR(checkHeader(call->header));
   SyncWaiter<Result<rpc::ReplyData>> waiter(options_.sync_spin);

@@ -88,7 +88,7 @@ void WriteBehind::sendAll(std::vector<Send>& sends) {
     uint64_t id = send.id;
     uint64_t bytes = send.staged.data->size();
     submit_(fh, send.staged.data, send.staged.offset,
-            [this, key, fh, id, bytes](Result<size_t> result) {
+            [this, key, fh, id, bytes](const Result<size_t>& result) {
               completed(key, fh, id, bytes, result);
             });
   }

@@ -115,7 +115,7 @@ void RegistrationRef::reset() {
 
 RegistrationCache::RegistrationCache(MemoryRegistrar& registrar, Options options)
     : registrar_(registrar),
-      options_(options),
+      options_(std::move(options)),
       page_size_(static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE))),
       fork_generation_(forkGeneration()) {
   page_shift_ = static_cast<unsigned>(__builtin_ctzl(page_size_));

@@ -555,8 +555,8 @@ void TcpServer::stop() {
     acceptor_->close(ignored);
     accept_backoff_->cancel();
   });
-  for (auto& connection : open) connection->closeAsync("server stopping");
-  for (auto& refusal : refusing) refusal->closeAsync();
+  for (const auto& connection : open) connection->closeAsync("server stopping");
+  for (const auto& refusal : refusing) refusal->closeAsync();
   open.clear();
   refusing.clear();
   for (auto& guard : guards_) guard.reset();

@@ -254,6 +254,7 @@ void VerbsClientTransport::run() {
   }
 }
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): takes a share of the call, like submit().
 void VerbsClientTransport::start(rpc::CallPtr call) {
   if (closed_) {
     call->done(close_error_);

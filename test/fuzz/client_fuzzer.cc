@@ -55,17 +55,17 @@ std::string answerFor(const Input& in, uint64_t xid) {
 }
 
 // The fake server's side of one input.
-void serveOne(fuzz::Listener& from, const Input& in) {
-  fuzz::Socket socket = from.accept(5000ms);
+void serveOne(test::LoopbackListener& from, const Input& in) {
+  test::FrameSocket socket = from.accept(5000ms);
   if (!socket.valid()) fuzz::fuzzFail("the client did not connect within 5 s");
   // No call comes when the client fails it before sending: EOF then.
-  if (auto call = fuzz::readFrame(socket, 5000ms)) {
-    (void)socket.sendAll(answerFor(in, call->preamble.xid));
+  if (auto call = socket.readFrame(5000ms)) {
+    (void)socket.sendRaw(answerFor(in, call->preamble.xid));
   }
   socket.shutdownWrite();
   // The client hangs up when the test destroys it; until then its unread
   // bytes stay readable (closing first could reset them away).
-  if (!socket.drainUntilClosed(10000ms)) fuzz::fuzzFail("the client never hung up");
+  if (!socket.waitClosed(10000ms)) fuzz::fuzzFail("the client never hung up");
 }
 
 // Destination buffers allocated to their exact size: ASan reports a byte
@@ -128,8 +128,9 @@ void runOp(fops::Client& client, const Input& in) {
   }
 }
 
-fuzz::Listener& listener() {
-  static fuzz::Listener l;
+test::LoopbackListener& listener() {
+  static test::LoopbackListener l;
+  if (!l.valid()) fuzz::fuzzFail(l.error());
   return l;
 }
 

@@ -1,12 +1,6 @@
 #include "test/fuzz/fuzz_support.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -20,24 +14,6 @@
 
 namespace zcio::fuzz {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-int remainingMs(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return left.count() < 0 ? 0 : static_cast<int>(left.count());
-}
-
-// Waits until `fd` has `events`; false on deadline or poll error.
-bool waitFor(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, remainingMs(deadline));
-    if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return false;
-  }
-}
 
 void putLe(std::string& out, uint64_t value, size_t bytes) {
   for (size_t i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -66,6 +42,19 @@ void fuzzFail(const std::string& why) {
   std::fflush(stderr);
   std::abort();
 }
+
+}  // namespace zcio::fuzz
+
+namespace zcio::test {
+
+// The real server or client sent bytes that are not a frame: a finding.
+void reportPeerError(const std::string& what) {
+  fuzz::fuzzFail(what);
+}
+
+}  // namespace zcio::test
+
+namespace zcio::fuzz {
 
 void quietLogs() {
   if (std::getenv("ZCIO_LOG") != nullptr) return;
@@ -136,138 +125,7 @@ FuzzServer startFuzzServer(const std::string& directory, bool keyed) {
   return FuzzServer{std::move(*brick), std::move(auth), std::move(*server)};
 }
 
-// ---- Socket ----------------------------------------------------------------
-
-Socket& Socket::operator=(Socket&& other) noexcept {
-  if (this != &other) {
-    close();
-    fd_ = other.fd_;
-    other.fd_ = -1;
-  }
-  return *this;
-}
-
-Socket Socket::connectTo(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Socket();
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return Socket();
-  }
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return Socket(fd);
-}
-
-void Socket::close() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
-void Socket::shutdownWrite() {
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
-}
-
-bool Socket::sendAll(std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-bool Socket::readExact(void* buffer, size_t length, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  auto* out = static_cast<char*>(buffer);
-  while (length > 0) {
-    if (!waitFor(fd_, POLLIN, deadline)) return false;
-    ssize_t n = ::recv(fd_, out, length, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    out += n;
-    length -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool Socket::drainUntilClosed(std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  char scratch[16384];
-  for (;;) {
-    if (!waitFor(fd_, POLLIN, deadline)) return false;
-    ssize_t n = ::recv(fd_, scratch, sizeof scratch, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return true;
-  }
-}
-
-// ---- Listener --------------------------------------------------------------
-
-Listener::Listener() {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) fuzzFail("socket: " + std::string(std::strerror(errno)));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 16) != 0 ||
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    fuzzFail("listener: " + std::string(std::strerror(errno)));
-  }
-  port_ = ntohs(addr.sin_port);
-}
-
-Listener::~Listener() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-Socket Listener::accept(std::chrono::milliseconds timeout) {
-  if (!waitFor(fd_, POLLIN, Clock::now() + timeout)) return Socket();
-  int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd < 0) return Socket();
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return Socket(fd);
-}
-
 // ---- frames ----------------------------------------------------------------
-
-std::optional<Frame> readFrame(Socket& socket, std::chrono::milliseconds timeout,
-                               uint64_t max_payload) {
-  rpc::PreambleBytes bytes{};
-  if (!socket.readExact(bytes.data(), bytes.size(), timeout)) return std::nullopt;
-  auto preamble = rpc::decodePreamble(bytes, max_payload);
-  if (!preamble) return std::nullopt;
-  Frame frame;
-  frame.preamble = *preamble;
-  frame.header.resize(preamble->header_length);
-  frame.payload.resize(preamble->payload_length);
-  if (!socket.readExact(frame.header.data(), frame.header.size(), timeout) ||
-      !socket.readExact(frame.payload.data(), frame.payload.size(), timeout)) {
-    return std::nullopt;
-  }
-  return frame;
-}
-
-std::string encodeFrame(rpc::FrameType type, uint64_t xid, std::string_view header,
-                        std::string_view payload) {
-  rpc::Preamble p;
-  p.type = type;
-  p.header_length = static_cast<uint32_t>(header.size());
-  p.xid = xid;
-  p.payload_length = payload.size();
-  auto bytes = rpc::encodePreamble(p);
-  std::string out(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  out.append(header);
-  out.append(payload);
-  return out;
-}
 
 std::string framedStream(std::string_view records, rpc::FrameType type,
                          const std::function<uint64_t(size_t)>& xid_of) {
@@ -275,7 +133,7 @@ std::string framedStream(std::string_view records, rpc::FrameType type,
   for (size_t index = 0; !records.empty(); ++index) {
     std::string_view header = takeBytes(records, takeLe16(records));
     std::string_view payload = takeBytes(records, takeLe16(records));
-    out += encodeFrame(type, xid_of(index), header, payload);
+    out += test::encodeFrame(type, xid_of(index), header, payload);
   }
   return out;
 }

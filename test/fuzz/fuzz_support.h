@@ -6,8 +6,9 @@
 //    real TcpServer on loopback, in this process (its threads' coverage
 //    guides the fuzzer): zcio-server's stack. startFuzzServer() is the one
 //    place that sets it up.
-//  - Blocking loopback sockets with deadlines: a misbehaving peer makes a
-//    target abort with a reason (a finding), never hang.
+//  - Blocking loopback sockets with deadlines come from the tests'
+//    test/support/frame_socket.h (a misbehaving peer makes a target fail,
+//    never hang; one that breaks the frame protocol is a finding).
 //  - framedStream(): turns fuzz bytes into frames with a correct preamble, so
 //    the fuzzer spends its time on headers and payloads, not on the magic.
 //
@@ -30,6 +31,7 @@
 #include "rpc/shared_key.h"
 #include "rpc/zcio.pb.h"
 #include "tcp/server.h"
+#include "test/support/frame_socket.h"
 
 namespace zcio::fuzz {
 
@@ -77,63 +79,6 @@ struct FuzzServer {
 // everything else is the server's defaults. New server options are chosen
 // here.
 FuzzServer startFuzzServer(const std::string& directory, bool keyed = false);
-
-// ---- loopback sockets ----------------------------------------------------
-
-class Socket {
- public:
-  Socket() = default;
-  explicit Socket(int fd) : fd_(fd) {}
-  ~Socket() { close(); }
-  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Socket& operator=(Socket&& other) noexcept;
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-
-  static Socket connectTo(uint16_t port);  // invalid() on failure
-  bool valid() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
-  void close();
-  void shutdownWrite();
-
-  // False once the peer is gone (never SIGPIPE).
-  bool sendAll(std::string_view bytes);
-  // False on EOF, error or deadline.
-  bool readExact(void* buffer, size_t length, std::chrono::milliseconds timeout);
-  // Reads and discards until EOF or reset (true), or the deadline (false).
-  bool drainUntilClosed(std::chrono::milliseconds timeout);
-
- private:
-  int fd_ = -1;
-};
-
-// A listener on 127.0.0.1 with a free port.
-class Listener {
- public:
-  Listener();  // fuzzFail() on error
-  ~Listener();
-  uint16_t port() const { return port_; }
-  // Waits for one connection (invalid Socket on deadline or shutdown()).
-  Socket accept(std::chrono::milliseconds timeout);
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
-
-struct Frame {
-  rpc::Preamble preamble;
-  std::string header;
-  std::string payload;
-};
-
-// Reads one whole frame; nullopt on EOF, deadline or a preamble that does
-// not decode (payloads larger than `max_payload` included).
-std::optional<Frame> readFrame(Socket& socket, std::chrono::milliseconds timeout,
-                               uint64_t max_payload = 1 << 20);
-
-std::string encodeFrame(rpc::FrameType type, uint64_t xid, std::string_view header,
-                        std::string_view payload);
 
 // Fuzz bytes as frames: records of [u16 header length][header][u16 payload
 // length][payload] (little-endian; a short record takes what is left), each

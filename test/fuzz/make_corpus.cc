@@ -52,7 +52,7 @@ pb::Reply reply(int error = 0, uint64_t fh = 0, uint64_t count = 0, uint64_t siz
 }
 
 std::string callFrame(uint64_t xid, const pb::Call& c, const std::string& payload = {}) {
-  return fuzz::encodeFrame(rpc::FrameType::kCall, xid, c.SerializeAsString(), payload);
+  return test::encodeFrame(rpc::FrameType::kCall, xid, c.SerializeAsString(), payload);
 }
 
 std::string record(const pb::Call& c, const std::string& payload = {}) {
@@ -65,9 +65,9 @@ void frameSeeds() {
   put("frame", "read", callFrame(3, call(pb::OP_READ, {}, 1, 0, 4096)));
   put("frame", "write", callFrame(4, call(pb::OP_WRITE, {}, 1, 10, 5), "hello"));
   put("frame", "reply-attr",
-      fuzz::encodeFrame(rpc::FrameType::kReply, 5, reply(0, 1, 0, 5).SerializeAsString(), {}));
+      test::encodeFrame(rpc::FrameType::kReply, 5, reply(0, 1, 0, 5).SerializeAsString(), {}));
   put("frame", "reply-error",
-      fuzz::encodeFrame(rpc::FrameType::kReply, 6, reply(ENOENT).SerializeAsString(), {}));
+      test::encodeFrame(rpc::FrameType::kReply, 6, reply(ENOENT).SerializeAsString(), {}));
 }
 
 pb::Call hello(uint32_t step, const std::string& bytes) {
@@ -148,7 +148,7 @@ void clientSeeds() {
   // Raw: a whole reply frame whose xid the harness patches in.
   put("client", "raw-read",
       input(kRead, 2,
-            fuzz::encodeFrame(rpc::FrameType::kReply, 0, reply(0, 0, 5).SerializeAsString(),
+            test::encodeFrame(rpc::FrameType::kReply, 0, reply(0, 0, 5).SerializeAsString(),
                               "hello")));
 }
 

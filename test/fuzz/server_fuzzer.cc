@@ -41,17 +41,17 @@ Harness& harness() {
 // A STAT of the probe file on a fresh connection: served by the no-auth
 // server, refused (an error reply or a close) by the keyed one before HELLO.
 void checkServes(uint16_t port, bool keyed) {
-  auto socket = fuzz::Socket::connectTo(port);
+  auto socket = test::FrameSocket::connectTo(port);
   if (!socket.valid()) fuzz::fuzzFail("server no longer accepts connections");
   pb::Call call;
   call.set_op(pb::OP_STAT);
   call.set_path(std::string(fuzz::kProbeFile));
   constexpr uint64_t kXid = 77;
-  if (!socket.sendAll(
-          fuzz::encodeFrame(rpc::FrameType::kCall, kXid, call.SerializeAsString(), {}))) {
+  if (!socket.sendRaw(
+          test::encodeFrame(rpc::FrameType::kCall, kXid, call.SerializeAsString(), {}))) {
     fuzz::fuzzFail("server closed before a valid STAT was sent");
   }
-  auto frame = fuzz::readFrame(socket, 5000ms);
+  auto frame = socket.readFrame(5000ms);
   pb::Reply reply;
   if (keyed) {
     if (frame && reply.ParseFromString(frame->header) && reply.error() == 0) {
@@ -71,13 +71,13 @@ void checkServes(uint16_t port, bool keyed) {
 // random state now, not inside an input (where LeakSanitizer, checking mid-
 // run, could take those one-time allocations for a leak).
 void warmUp(const Harness& h) {
-  auto socket = fuzz::Socket::connectTo(h.keyed.port());
+  auto socket = test::FrameSocket::connectTo(h.keyed.port());
   pb::Call call;
   call.set_op(pb::OP_HELLO);
   call.mutable_hello()->set_step(1);
   call.mutable_hello()->set_nonce(std::string(rpc::kNonceSize, 'w'));
-  if (!socket.sendAll(fuzz::encodeFrame(rpc::FrameType::kCall, 1, call.SerializeAsString(), {})) ||
-      !fuzz::readFrame(socket, 5000ms)) {
+  if (!socket.sendRaw(test::encodeFrame(rpc::FrameType::kCall, 1, call.SerializeAsString(), {})) ||
+      !socket.readFrame(5000ms)) {
     fuzz::fuzzFail("the keyed server did not answer HELLO");
   }
 }
@@ -104,11 +104,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                           : fuzz::framedStream(rest, rpc::FrameType::kCall,
                                                                [](size_t i) { return i + 1; });
 
-  auto socket = fuzz::Socket::connectTo(((data[0] & 2) != 0 ? h.keyed : h.open).port());
+  auto socket = test::FrameSocket::connectTo(((data[0] & 2) != 0 ? h.keyed : h.open).port());
   if (!socket.valid()) fuzz::fuzzFail("server no longer accepts connections");
-  (void)socket.sendAll(stream);  // the server may close first: that is its right
+  (void)socket.sendRaw(stream);  // the server may close first: that is its right
   socket.shutdownWrite();
-  if (!socket.drainUntilClosed(8000ms)) {
+  if (!socket.waitClosed(8000ms)) {
     fuzz::fuzzFail("server kept a half-closed connection open for 8 s");
   }
   return 0;

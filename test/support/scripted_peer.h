@@ -1,9 +1,7 @@
 // Test helpers that speak the zcio frame over real loopback TCP sockets:
 //
-//  - FrameSocket: a blocking socket with deadline-bounded reads that sends and
-//    receives zcio frames (well-formed or deliberately broken). Used as a raw
-//    client against a real zcio-server, and as the server end of a
-//    ScriptedPeer.
+//  - FrameSocket (frame_socket.h): a blocking socket with deadline-bounded
+//    reads that sends and receives zcio frames.
 //  - ScriptedPeer: a loopback listener on a free port, running in its own
 //    thread, that hands every accepted connection to a script the test wrote
 //    (read calls, delay, reply out of order, lie about lengths, send garbage,
@@ -21,76 +19,15 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 
-#include "rpc/frame.h"
 #include "rpc/zcio.pb.h"
+#include "test/support/frame_socket.h"
 
 namespace zcio::test {
 
 using namespace std::chrono_literals;
-
-struct RawFrame {
-  rpc::Preamble preamble;
-  std::string header;  // undecoded protobuf bytes
-  std::string payload;
-};
-
-struct ReceivedCall {
-  uint64_t xid = 0;
-  rpc::pb::Call call;
-  std::string payload;
-};
-
-struct ReceivedReply {
-  uint64_t xid = 0;
-  rpc::pb::Reply reply;
-  std::string payload;
-};
-
-class FrameSocket {
- public:
-  FrameSocket() = default;
-  explicit FrameSocket(int fd) : fd_(fd) {}
-  ~FrameSocket() { close(); }
-  FrameSocket(FrameSocket&& other) noexcept;
-  FrameSocket& operator=(FrameSocket&& other) noexcept;
-  FrameSocket(const FrameSocket&) = delete;
-  FrameSocket& operator=(const FrameSocket&) = delete;
-
-  // A blocking TCP connection to 127.0.0.1:port (invalid() on failure).
-  static FrameSocket connectTo(uint16_t port);
-
-  bool valid() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
-  void close();
-  // Half-close: the other end reads EOF; we can still read.
-  void shutdownWrite();
-
-  // ---- writes: false if the other end is gone (never SIGPIPE) ----
-  bool sendRaw(std::string_view bytes);
-  bool sendPreamble(const rpc::Preamble& preamble);
-  // A frame whose preamble says exactly what follows.
-  bool sendFrame(rpc::FrameType type, uint64_t xid, std::string_view header,
-                 std::string_view payload = {});
-  bool sendReply(uint64_t xid, const rpc::pb::Reply& reply, std::string_view payload = {});
-  bool sendCall(uint64_t xid, const rpc::pb::Call& call, std::string_view payload = {});
-
-  // ---- reads: nullopt/false on EOF, error or deadline ----
-  bool readExact(void* buffer, size_t length, std::chrono::milliseconds timeout = 5000ms);
-  std::optional<RawFrame> readFrame(std::chrono::milliseconds timeout = 5000ms);
-  std::optional<ReceivedCall> readCall(std::chrono::milliseconds timeout = 5000ms);
-  std::optional<ReceivedReply> readReply(std::chrono::milliseconds timeout = 5000ms);
-  // True once the other end has closed (EOF or reset) within `timeout`;
-  // whatever arrives meanwhile is read and thrown away.
-  bool waitClosed(std::chrono::milliseconds timeout = 5000ms);
-
- private:
-  int fd_ = -1;
-};
 
 // One-shot, thread-safe event.
 class Signal {
@@ -131,7 +68,7 @@ class ScriptedPeer {
   void run();
 
   Script script_;
-  int listen_fd_ = -1;
+  LoopbackListener listener_;
   uint16_t port_ = 0;
   std::thread thread_;
   std::atomic<bool> stopping_{false};

@@ -432,6 +432,9 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   if (!length) return fail(length.error());
   if (*length + gathered > params_.max_message)
     return fail(makeError(EMSGSIZE, "call exceeds the peer's message size"));
+  // Awaiting its reply from the moment the SEND may reach the peer: an
+  // observer (Call::state) must never see it queued once the peer has it.
+  rpc::RequestTable::setState(entry, rpc::CallState::kAwaitingReply);
   if (auto r = conn_->postSend(*slot, *length, gather, binds); !r) {
     conn_->returnSendSlot(*slot);
     failConnection(r.error());  // the binds' state is unknown: the QP goes
@@ -445,7 +448,6 @@ Result<void> VerbsClientTransport::send(rpc::PendingRequest& entry) {
   sq_free_ -= work;
   slot_work_[*slot] = static_cast<uint32_t>(binds.size() + 1);
   counters_.window_binds.fetch_add(binds.size(), std::memory_order_relaxed);
-  rpc::RequestTable::setState(entry, rpc::CallState::kAwaitingReply);
   ++outstanding_;
   counters_.payload_bytes_sent.fetch_add(call.payload.totalLength(), std::memory_order_relaxed);
   return okResult();

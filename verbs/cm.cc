@@ -120,4 +120,15 @@ Result<void> rdmaDevicePresent() {
   return okResult();
 }
 
+Result<CmEndpoint> newCmEndpoint() {
+  CmEndpoint ep;
+  ep.events.reset(rdma_create_event_channel());
+  if (!ep.events) return makeError(errno, "rdma_create_event_channel");
+  rdma_cm_id* raw = nullptr;
+  if (rdma_create_id(ep.events.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
+    return makeError(errno, "rdma_create_id");
+  ep.id.reset(raw);
+  return ep;
+}
+
 }  // namespace zcio::verbs

@@ -40,6 +40,10 @@ struct CmEndpoint {
   CmId id;
 };
 
+// A fresh event channel with one RC (RDMA_PS_TCP) id on it: where both a
+// connector and a listener start.
+Result<CmEndpoint> newCmEndpoint();
+
 // host:port through rdma_getaddrinfo, as rdma:// URLs name it: an IPv4
 // address, an IPv6 literal (the URL's [brackets] already stripped) or a
 // name. `passive`: an address to bind (listen) on. The caller frees the

@@ -4,13 +4,9 @@ namespace zcio::verbs {
 
 Result<CmEndpoint> resolveRoute(const std::string& host, uint16_t port,
                                 std::chrono::milliseconds timeout, uint8_t ack_timeout) {
-  CmEndpoint ep;
-  ep.events.reset(rdma_create_event_channel());
-  if (!ep.events) return makeError(errno, "rdma_create_event_channel");
-  rdma_cm_id* raw = nullptr;
-  if (rdma_create_id(ep.events.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
-    return makeError(errno, "rdma_create_id");
-  ep.id.reset(raw);
+  auto made = newCmEndpoint();
+  if (!made) return made.error();
+  CmEndpoint ep = std::move(*made);
 
   auto ai = resolveRdmaAddress(host, port, /*passive=*/false);
   if (!ai) return ai.error();

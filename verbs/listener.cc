@@ -5,13 +5,9 @@
 namespace zcio::verbs {
 
 Result<CmEndpoint> listenOn(const std::string& host, uint16_t port, int backlog) {
-  CmEndpoint ep;
-  ep.events.reset(rdma_create_event_channel());
-  if (!ep.events) return makeError(errno, "rdma_create_event_channel");
-  rdma_cm_id* raw = nullptr;
-  if (rdma_create_id(ep.events.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
-    return makeError(errno, "rdma_create_id");
-  ep.id.reset(raw);
+  auto made = newCmEndpoint();
+  if (!made) return made.error();
+  CmEndpoint ep = std::move(*made);
   auto ai = resolveRdmaAddress(host, port, /*passive=*/true);
   if (!ai) return makeError(EINVAL, "listen address " + ai.error().what);
   int rc = rdma_bind_addr(ep.id.get(), (*ai)->ai_src_addr);
